@@ -1,0 +1,26 @@
+"""Test-wide setup.
+
+Eight simulated CPU devices are requested before JAX is imported anywhere, so sharded and unsharded
+results can be compared in one process. Tests that need the real data in ../shared/data use the
+`shared_data_dir` fixture, which skips with a clear message when it is absent (a user's fresh clone).
+"""
+import os
+import pathlib
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(os.environ.get("R2RANK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+    """../shared/data (or $R2RANK_SHARED_DATA); skips the test when it is not there."""
+    if not (SHARED_DATA / "amazon18_video_games").is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set R2RANK_SHARED_DATA or place ../shared beside the repo)")
+    return SHARED_DATA
