@@ -1,0 +1,176 @@
+"""Qwen2/Llama-family decoder in Flax NNX.
+
+Inputs are token ids `[B, T]` and absolute positions `[B, T]` (-1 marks padding). Attention masks
+come from positions (see kv_cache.py), so left padding, KV-cache decoding and shared-prefix branches
+need no special cases. The forward pass returns final-normed hidden states; vocabulary logits are
+computed only for the positions asked for.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r2rank_jax.mesh import constrain
+from r2rank_jax.models.attention import Attention, attend
+from r2rank_jax.models.config import ModelConfig
+from r2rank_jax.models.kv_cache import KVCache
+from r2rank_jax.models.rope import inverse_frequencies, rope_tables
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, param_dtype):
+        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        # Same rounding order as transformers: normalize in float32, cast, then scale.
+        return self.scale[...].astype(x.dtype) * y.astype(x.dtype)
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(x @ gate) * (x @ up)); kernels gate/up `[D, F]`, down `[F, D]`."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        pdt = jnp.dtype(cfg.param_dtype)
+        init = nnx.initializers.normal(0.02)
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        self.gate_proj = nnx.Param(init(rngs.params(), (d, f), pdt))
+        self.up_proj = nnx.Param(init(rngs.params(), (d, f), pdt))
+        self.down_proj = nnx.Param(init(rngs.params(), (f, d), pdt))
+        self.compute_dtype = jnp.dtype(cfg.compute_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cdt = self.compute_dtype
+        x = x.astype(cdt)
+        gate = x @ self.gate_proj[...].astype(cdt)
+        up = x @ self.up_proj[...].astype(cdt)
+        hidden = constrain(jax.nn.silu(gate) * up, ("batch", None, "mlp"))
+        return hidden @ self.down_proj[...].astype(cdt)
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        pdt = jnp.dtype(cfg.param_dtype)
+        self.input_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pdt)
+        self.attn = Attention(cfg, rngs=rngs)
+        self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pdt)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def __call__(self, x, positions, cos, sin, own_kv, context_kv):
+        """x `[B, T, D]`; own_kv: None (attend to this call's tokens) or (k, v, positions) of the cache
+        with this call's tokens written in; context_kv: optional shared prefix (k, v, positions).
+
+        Returns (x `[B, T, D]`, (k, v) of this call's tokens `[B, T, Hkv, hd]`).
+        """
+        q, k, v = self.attn.project(self.input_norm(x), cos, sin)
+        sources = [own_kv(k, v) if own_kv is not None else (k, v, positions)]
+        if context_kv is not None:
+            sources.insert(0, context_kv)
+        h = x + self.attn.output(attend(q, positions, sources)).astype(x.dtype)
+        out = h + self.mlp(self.post_attn_norm(h)).astype(x.dtype)
+        return constrain(out, ("batch", None, None)), (k, v)
+
+
+@flax.struct.dataclass
+class DecoderOutput:
+    hidden: jax.Array                  # [B, T, D] final-normed last-layer hidden states
+    logits: jax.Array | None = None    # [B, N, V] float32 at the requested positions
+    cache: KVCache | None = None       # updated own cache (when one was given)
+    kv: tuple | None = None            # per-layer (k, v) `[B, T, Hkv, hd]` of this call's tokens, if asked
+
+
+_REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Decoder(nnx.Module):
+    """The causal LM. Parameter paths: embed, layers/i/{input_norm,attn,post_attn_norm,mlp}, final_norm, lm_head."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        pdt = jnp.dtype(cfg.param_dtype)
+        self.embed = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (cfg.vocab_size, cfg.hidden_size), pdt))
+        self.layers = nnx.List([DecoderLayer(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pdt)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (cfg.hidden_size, cfg.vocab_size), pdt))
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array, *, cache: KVCache | None = None,
+                 context: KVCache | None = None, logits_at: jax.Array | str | None = None,
+                 return_kv: bool = False) -> DecoderOutput:
+        """Runs the decoder.
+
+        tokens, positions: `[B, T]` int (position -1 = padding, never attended to).
+        cache: own KV cache `[B, S]`: this call's keys/values are written at slot `cache.end` and the
+            queries attend to the whole cache. Without one, queries attend to this call's tokens.
+        context: read-only shared context with batch `B // group` (query row b reads row b // group),
+            e.g. the prefilled prefix shared by the K candidate branches of a user.
+        logits_at: None (no logits), "all", or indices `[B, N]` into T → logits `[B, N, V]` float32.
+        return_kv: also return this call's per-layer keys/values (to build a context from a prefix).
+        """
+        cfg = self.config
+        if tokens.shape != positions.shape or tokens.ndim != 2:
+            raise ValueError(f"tokens {tokens.shape} and positions {positions.shape} must both be [B, T]")
+        cdt = jnp.dtype(cfg.compute_dtype)
+        x = constrain(jnp.take(self.embed[...], tokens, axis=0).astype(cdt), ("batch", None, None))
+        cos, sin = rope_tables(positions, inverse_frequencies(cfg))
+        if cache is not None:
+            cache.check_room(tokens.shape[1])
+            cache = cache.write_positions(positions)
+        kv_out = []
+        for i, layer in enumerate(self.layers):
+            own = None
+            if cache is not None:
+                def own(k, v, i=i):
+                    nonlocal cache
+                    cache = cache.write_layer(i, k, v)
+                    return cache.k[i], cache.v[i], cache.positions
+            ctx = None if context is None else (context.k[i], context.v[i], context.positions)
+            x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx)
+            kv_out.append(kv)
+        hidden = self.final_norm(x)
+        if cache is not None:
+            cache = cache.advance(tokens.shape[1])
+        logits = None
+        if isinstance(logits_at, str):
+            if logits_at != "all":
+                raise ValueError(f"logits_at must be None, 'all' or an index array, got {logits_at!r}")
+            logits = self.logits(hidden)
+        elif logits_at is not None:
+            logits = self.logits(jnp.take_along_axis(hidden, logits_at[..., None].astype(jnp.int32), axis=1))
+        return DecoderOutput(hidden=hidden, logits=logits, cache=cache, kv=tuple(kv_out) if return_kv else None)
+
+    def _run_layer(self, layer, x, positions, cos, sin, own, ctx):
+        remat = self.config.remat
+        if remat == "none" or own is not None:  # no remat while decoding: there is no backward pass
+            return layer(x, positions, cos, sin, own, ctx)
+        fn = nnx.remat(lambda lyr, *a: lyr(*a), policy=_REMAT_POLICIES[remat])
+        return fn(layer, x, positions, cos, sin, None, ctx)
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """hidden `[..., D]` → float32 logits `[..., V]` through the (tied or untied) LM head."""
+        cdt = jnp.dtype(self.config.compute_dtype)
+        h = hidden.astype(cdt)
+        if self.config.tie_word_embeddings:
+            out = jnp.einsum("...d,vd->...v", h, self.embed[...].astype(cdt), preferred_element_type=jnp.float32)
+        else:
+            out = jnp.einsum("...d,dv->...v", h, self.lm_head[...].astype(cdt), preferred_element_type=jnp.float32)
+        return constrain(out, ("batch",) + (None,) * (out.ndim - 2) + ("vocab",)) if out.ndim >= 2 else out
+
+
+def context_from_kv(kv: tuple, positions: jax.Array) -> KVCache:
+    """A read-only context (e.g. a prefilled shared prefix) from `return_kv=True` output and its positions `[U, P]`."""
+    return KVCache(k=tuple(k for k, _ in kv), v=tuple(v for _, v in kv), positions=positions.astype(jnp.int32),
+                   end=jnp.asarray(positions.shape[1], jnp.int32))
+
+
+def param_count(tree: Any) -> int:
+    return sum(x.size for x in jax.tree_util.tree_leaves(tree))

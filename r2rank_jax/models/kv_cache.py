@@ -1,0 +1,68 @@
+"""Key/value cache for incremental decoding, and read-only shared contexts.
+
+Every cache slot stores the absolute position of the token it holds (-1 for an empty slot). Attention
+masks are derived from positions alone (a key is visible when 0 <= key position <= query position), which
+handles left padding, decoding and shared-prefix branches with one rule.
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from r2rank_jax.models.config import ModelConfig
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Per-layer keys/values `[B, S, kv_heads, head_dim]`, slot positions `[B, S]` and the next free slot.
+
+    `end` is a scalar int32: all rows write at the same slot (prompts are padded to a common length).
+    """
+
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
+    positions: jax.Array
+    end: jax.Array
+
+    @classmethod
+    def init(cls, cfg: ModelConfig, batch: int, size: int, dtype=None) -> "KVCache":
+        dtype = dtype or jnp.dtype(cfg.compute_dtype)
+        shape = (batch, size, cfg.num_kv_heads, cfg.head_dim)
+        zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+        zeros_v = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
+        return cls(k=zeros, v=zeros_v, positions=jnp.full((batch, size), -1, jnp.int32), end=jnp.zeros((), jnp.int32))
+
+    @property
+    def batch(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.positions.shape[1]
+
+    def check_room(self, num_new: int) -> None:
+        """Raises when `num_new` tokens do not fit (only checkable when `end` is concrete)."""
+        try:
+            end = int(self.end)
+        except (jax.errors.ConcretizationTypeError, TypeError):
+            return
+        if end + num_new > self.size:
+            raise ValueError(f"KV cache overflow: {num_new} new tokens at slot {end} exceed the cache size {self.size}")
+
+    def write_positions(self, positions: jax.Array) -> "KVCache":
+        """Records positions `[B, T]` of the tokens about to be written at slot `end`."""
+        new = jax.lax.dynamic_update_slice(self.positions, positions.astype(jnp.int32), (0, self.end))
+        return self.replace(positions=new)
+
+    def write_layer(self, layer: int, k: jax.Array, v: jax.Array) -> "KVCache":
+        """Writes one layer's new keys/values `[B, T, kv_heads, head_dim]` at slot `end` (positions already written)."""
+        start = (0, self.end, 0, 0)
+        ks = list(self.k)
+        vs = list(self.v)
+        ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.astype(ks[layer].dtype), start)
+        vs[layer] = jax.lax.dynamic_update_slice(vs[layer], v.astype(vs[layer].dtype), start)
+        return self.replace(k=tuple(ks), v=tuple(vs))
+
+    def advance(self, num_new: int | jax.Array) -> "KVCache":
+        return self.replace(end=self.end + num_new)
