@@ -6,8 +6,8 @@
 
 For every example (see `splits`): the history (last ``history_len`` items before the positive, oldest
 first), the positive, and ``num_candidates - 1`` distinct negatives drawn once with the seed from the
-interacted items outside the user's *full* sequence (uniformly, or proportionally to interaction
-counts), shuffled together with the positive. One ``np.random.default_rng(seed)`` drives everything
+interacted items outside the user's *full* sequence (uniformly, or proportionally to the items'
+interaction counts over the whole source, all splits included), shuffled together with the positive. One ``np.random.default_rng(seed)`` drives everything
 in a fixed order (user permutation, then splits train/valid/test, users in canonical id order), so the
 same inputs and options give byte-identical files. Output format: `benchmark`.
 """
