@@ -89,6 +89,7 @@ def test_second_run_in_fresh_process_is_byte_identical(prepared, games, tmp_path
     assert benchmark.verify(other)["content_hash"] == manifest["content_hash"]
 
 
+@pytest.mark.slow  # ~13 s idle on 2 cores (3 examples per user), more under load
 def test_loo_valid_matches_llmrank_valid_file(games, shared_data_dir, tmp_path):
     out = tmp_path / "loo"
     prepare(games, str(out), split="loo", verbose=False)
