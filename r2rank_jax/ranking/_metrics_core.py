@@ -29,7 +29,9 @@ def ranked_view(
         valid = xp.ones(perm.shape, dtype=bool)
     else:
         valid = xp.take_along_axis(mask, perm, axis=-1)
-    position = xp.cumsum(valid.astype(xp.int32), axis=-1) - 1
+    # Clipped at 0 so that padding slots ahead of every real candidate (cumsum 0) don't divide by
+    # zero in the discounts; those slots are dropped through `valid` anyway.
+    position = xp.maximum(xp.cumsum(valid.astype(xp.int32), axis=-1) - 1, 0)
     return rel, valid, position
 
 

@@ -1,8 +1,8 @@
 """Ranking metrics: DCG/NDCG@k (graded gain), HR@k and MRR, in NumPy and in JAX.
 
 Plain names (`ndcg_at_k`, ...) are NumPy, for evaluation (float64). `*_jax` names are jittable JAX,
-for rewards (float32 unless jax_enable_x64; pass k as a Python int, i.e. static). Both share one
-implementation and agree to float32 precision.
+for rewards (float32 unless jax_enable_x64; k is a Python int). Both share one implementation
+and agree to float32 precision.
 
 Inputs, for one ranking or a batch with any leading dims:
   perm       `[..., K]` int, perm[..., i] = candidate index at rank i (0-based), best first.
@@ -18,6 +18,7 @@ row with no relevant candidate. All shapes must match exactly (no implicit broad
 from __future__ import annotations
 
 import math
+from functools import partial
 from types import ModuleType
 from typing import Any
 
@@ -153,6 +154,19 @@ def one_hot_relevance(positive: npt.ArrayLike, num_candidates: int) -> np.ndarra
 
 # ------------------------------------------------------------------------------------------- JAX
 
+# Jitted once per input shape. The cutoff k only enters through comparisons, so it is traced rather
+# than static: all cutoffs share one compilation. Under an outer jit these inline.
+_dcg_jit = jax.jit(partial(core.dcg, jnp))
+_ndcg_jit = jax.jit(partial(core.ndcg, jnp))
+_hit_rate_jit = jax.jit(partial(core.hit_rate, jnp))
+_reciprocal_rank_jit = jax.jit(partial(core.reciprocal_rank, jnp))
+
+
+def _prepare_jax(perm: Any, relevance: Any, mask: Any | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    perm, relevance, mask = _prepare(jnp, perm, relevance, mask)
+    # An explicit all-True mask keeps one compiled signature for masked and unmasked calls.
+    return perm, relevance, jnp.ones(perm.shape, dtype=bool) if mask is None else mask
+
 
 def dcg_at_k_jax(
     perm: jax.typing.ArrayLike,
@@ -162,8 +176,8 @@ def dcg_at_k_jax(
 ) -> jax.Array:
     """DCG@k `[...]` (JAX, jittable)."""
     _checks.check_cutoff(k)
-    perm, relevance, mask = _prepare(jnp, perm, relevance, mask)
-    return core.dcg(jnp, perm, relevance, k, mask)
+    perm, relevance, mask = _prepare_jax(perm, relevance, mask)
+    return _dcg_jit(perm, relevance, k, mask)
 
 
 def ndcg_at_k_jax(
@@ -174,8 +188,8 @@ def ndcg_at_k_jax(
 ) -> jax.Array:
     """NDCG@k `[...]` (JAX, jittable): the RL reward rho(tau) with k=10."""
     _checks.check_cutoff(k)
-    perm, relevance, mask = _prepare(jnp, perm, relevance, mask)
-    return core.ndcg(jnp, perm, relevance, k, mask)
+    perm, relevance, mask = _prepare_jax(perm, relevance, mask)
+    return _ndcg_jit(perm, relevance, k, mask)
 
 
 def hit_rate_at_k_jax(
@@ -186,8 +200,8 @@ def hit_rate_at_k_jax(
 ) -> jax.Array:
     """HR@k `[...]` (JAX, jittable)."""
     _checks.check_cutoff(k)
-    perm, relevance, mask = _prepare(jnp, perm, relevance, mask)
-    return core.hit_rate(jnp, perm, relevance, k, mask)
+    perm, relevance, mask = _prepare_jax(perm, relevance, mask)
+    return _hit_rate_jit(perm, relevance, k, mask)
 
 
 def mrr_jax(
@@ -198,8 +212,8 @@ def mrr_jax(
 ) -> jax.Array:
     """Reciprocal rank of the first relevant candidate `[...]` (JAX, jittable)."""
     _optional_cutoff(k)
-    perm, relevance, mask = _prepare(jnp, perm, relevance, mask)
-    return core.reciprocal_rank(jnp, perm, relevance, k, mask)
+    perm, relevance, mask = _prepare_jax(perm, relevance, mask)
+    return _reciprocal_rank_jit(perm, relevance, k, mask)
 
 
 def ndcg_at_k_from_scores_jax(

@@ -10,6 +10,9 @@ a masked problem equals the sub-problem restricted to the real candidates.
 """
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -62,6 +65,47 @@ def _masked_cumlogsumexp(x: jax.Array, mask: jax.Array, reverse: bool) -> jax.Ar
     return lax.cumlogsumexp(filled, axis=x.ndim - 1, reverse=reverse)
 
 
+# Public functions validate shapes eagerly, then call these jitted cores: eager callers get one
+# compiled kernel per shape instead of dispatching every op, and under an outer jit they inline.
+
+
+@jax.jit
+def _log_prob(scores: jax.Array, perm: jax.Array, mask: jax.Array) -> jax.Array:
+    s_ranked, m_ranked = _in_rank_order(scores, perm, mask)
+    suffix_lse = _masked_cumlogsumexp(s_ranked, m_ranked, reverse=True)
+    return jnp.sum(jnp.where(m_ranked, s_ranked - suffix_lse, 0.0), axis=-1)
+
+
+@jax.jit
+def _score_function(scores: jax.Array, perm: jax.Array, mask: jax.Array) -> jax.Array:
+    s_ranked, m_ranked = _in_rank_order(scores, perm, mask)
+    suffix_lse = _masked_cumlogsumexp(s_ranked, m_ranked, reverse=True)
+    prefix_inv = _masked_cumlogsumexp(-suffix_lse, m_ranked, reverse=False)
+    grad_ranked = jnp.where(m_ranked, 1.0 - jnp.exp(s_ranked + prefix_inv), 0.0)
+    rank_of = jnp.argsort(perm, axis=-1)  # inverse permutation: candidate -> its rank
+    return jnp.take_along_axis(grad_ranked, rank_of, axis=-1)
+
+
+@jax.jit
+def _argsort_ranking(scores: jax.Array, mask: jax.Array) -> jax.Array:
+    axis = scores.ndim - 1
+    # -0.0 and 0.0 are distinct keys in lax.sort's total order; canonicalize so they tie.
+    neg_scores = jnp.where(scores == 0, jnp.zeros_like(scores), -scores)
+    masked_last = jnp.logical_not(mask).astype(jnp.int32)
+    index = lax.broadcasted_iota(jnp.int32, scores.shape, axis)
+    *_, perm = lax.sort((masked_last, neg_scores, index), dimension=axis, is_stable=True, num_keys=2)
+    return perm
+
+
+@partial(jax.jit, static_argnums=2)
+def _sample(key: jax.Array, scores: jax.Array, num_samples: int, mask: jax.Array) -> jax.Array:
+    shape = (num_samples, *scores.shape)
+    # Drawn flat then reshaped: same i.i.d. noise, but XLA:CPU compiles the threefry generator for
+    # a rank-1 shape in a fraction of the time it takes for a rank-4 one (~0.4 s vs ~4 s).
+    gumbel = jax.random.gumbel(key, (math.prod(shape),), dtype=scores.dtype).reshape(shape)
+    return _argsort_ranking(scores + gumbel, jnp.broadcast_to(mask, shape))
+
+
 def log_prob(
     scores: jax.typing.ArrayLike,
     perm: jax.typing.ArrayLike,
@@ -75,6 +119,7 @@ def log_prob(
         not checked, as that cannot be done under jit).
       mask: optional `[..., K]` bool, True = real candidate. Masked candidates contribute nothing,
         wherever perm puts them: the result is log P of the real candidates' relative order.
+        Mark padding with the mask rather than -inf scores (-inf - -inf gives NaN).
 
     Returns:
       `[...]` log-probabilities: sum_k (s_tau(k) - logsumexp_{j >= k} s_tau(j)), computed with a
@@ -86,10 +131,7 @@ def log_prob(
     """
     scores = _as_scores(scores)
     perm = _as_perm(perm, scores)
-    mask = _as_mask(mask, scores)
-    s_ranked, m_ranked = _in_rank_order(scores, perm, mask)
-    suffix_lse = _masked_cumlogsumexp(s_ranked, m_ranked, reverse=True)
-    return jnp.sum(jnp.where(m_ranked, s_ranked - suffix_lse, 0.0), axis=-1)
+    return _log_prob(scores, perm, _as_mask(mask, scores))
 
 
 def score_function(
@@ -114,13 +156,7 @@ def score_function(
     """
     scores = _as_scores(scores)
     perm = _as_perm(perm, scores)
-    mask = _as_mask(mask, scores)
-    s_ranked, m_ranked = _in_rank_order(scores, perm, mask)
-    suffix_lse = _masked_cumlogsumexp(s_ranked, m_ranked, reverse=True)
-    prefix_inv = _masked_cumlogsumexp(-suffix_lse, m_ranked, reverse=False)
-    grad_ranked = jnp.where(m_ranked, 1.0 - jnp.exp(s_ranked + prefix_inv), 0.0)
-    rank_of = jnp.argsort(perm, axis=-1)  # inverse permutation: candidate -> its rank
-    return jnp.take_along_axis(grad_ranked, rank_of, axis=-1)
+    return _score_function(scores, perm, _as_mask(mask, scores))
 
 
 def argsort_ranking(
@@ -132,14 +168,7 @@ def argsort_ranking(
     real ones scored -inf or NaN), themselves in index order.
     """
     scores = _as_scores(scores)
-    mask = _as_mask(mask, scores)
-    axis = scores.ndim - 1
-    # -0.0 and 0.0 are distinct keys in lax.sort's total order; canonicalize so they tie.
-    neg_scores = jnp.where(scores == 0, jnp.zeros_like(scores), -scores)
-    masked_last = jnp.logical_not(mask).astype(jnp.int32)
-    index = lax.broadcasted_iota(jnp.int32, scores.shape, axis)
-    *_, perm = lax.sort((masked_last, neg_scores, index), dimension=axis, is_stable=True, num_keys=2)
-    return perm
+    return _argsort_ranking(scores, _as_mask(mask, scores))
 
 
 def sample(
@@ -162,7 +191,4 @@ def sample(
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be a Python int >= 1; got {num_samples!r}")
     scores = _as_scores(scores)
-    mask = _as_mask(mask, scores)
-    shape = (num_samples, *scores.shape)
-    gumbel = jax.random.gumbel(key, shape, dtype=scores.dtype)
-    return argsort_ranking(scores + gumbel, jnp.broadcast_to(mask, shape))
+    return _sample(key, scores, num_samples, _as_mask(mask, scores))
