@@ -172,8 +172,8 @@ def hf_tensors(model: Decoder, dtype: str | None = None) -> list[tuple[str, np.n
         arr = np.asarray(jax.device_get(leaf))
         if dtype is not None:
             arr = arr.astype(jnp.dtype(dtype))
-        shape = _source_shape(arr.shape, layout)
-        arr = arr.T.reshape(shape) if layout.transpose else arr.reshape(shape)
+        merged = _source_shape(arr.shape, Layout(split=layout.split))
+        arr = arr.reshape(merged).T if layout.transpose else arr.reshape(merged)
         out.append((name, np.ascontiguousarray(arr)))
     order = {n: i for i, n in enumerate(_hf_order(model.config))}
     return sorted(out, key=lambda t: order.get(t[0], len(order)))

@@ -1,0 +1,111 @@
+"""KV-cache decoding and shared-context attention against the plain forward pass."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from r2rank_jax.models.batching import left_pad
+from r2rank_jax.models.config import ModelConfig
+from r2rank_jax.models.decoder import Decoder, context_from_kv
+from r2rank_jax.models.kv_cache import KVCache
+
+CFG = ModelConfig(vocab_size=53, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4, num_kv_heads=2,
+                  head_dim=8, attention_bias=True)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Decoder(CFG, rngs=nnx.Rngs(0))
+
+
+def test_incremental_decoding_equals_full_forward(model):
+    rng = np.random.default_rng(1)
+    seqs = [list(rng.integers(0, 53, n)) for n in (6, 3)]
+    tokens, positions = left_pad(seqs)
+    extra = rng.integers(0, 53, (2, 4)).astype(np.int32)
+    full_tokens = np.concatenate([tokens, extra], 1)
+    full_pos = np.concatenate([positions, positions.max(1, keepdims=True) + 1 + np.arange(4)], 1)
+    full = model(jnp.asarray(full_tokens), jnp.asarray(full_pos), logits_at="all")
+
+    cache = KVCache.init(CFG, batch=2, size=16)
+    out = model(jnp.asarray(tokens), jnp.asarray(positions), cache=cache, logits_at="all")
+    cache = out.cache
+    assert int(cache.end) == tokens.shape[1]
+    steps = [out.logits]
+    for t in range(4):
+        out = model(jnp.asarray(extra[:, t:t + 1]), jnp.asarray(full_pos[:, tokens.shape[1] + t:][:, :1]),
+                    cache=cache, logits_at="all")
+        cache = out.cache
+        steps.append(out.logits)
+    inc = np.concatenate([np.asarray(s) for s in steps], 1)
+    real = full_pos >= 0
+    np.testing.assert_allclose(inc[real], np.asarray(full.logits)[real], atol=1e-5)
+
+
+def test_cache_overflow_is_an_error(model):
+    cache = KVCache.init(CFG, batch=1, size=4)
+    with pytest.raises(ValueError, match="KV cache overflow"):
+        model(jnp.zeros((1, 5), jnp.int32), jnp.arange(5)[None], cache=cache)
+
+
+def test_shared_prefix_context_equals_full_sequences(model):
+    """K branches attending to one prefilled prefix == K full sequences (prefix + suffix)."""
+    rng = np.random.default_rng(2)
+    k = 3
+    prefixes = [list(rng.integers(0, 53, n)) for n in (7, 4)]          # U = 2 users
+    suffixes = [[list(rng.integers(0, 53, n)) for n in (2, 3, 1)] for _ in prefixes]
+    p_tok, p_pos = left_pad(prefixes)
+    pre = model(jnp.asarray(p_tok), jnp.asarray(p_pos), return_kv=True)
+    context = context_from_kv(pre.kv, jnp.asarray(p_pos))
+    # Suffix rows [U * K, S], right padded, positions continue after each user's prefix.
+    s_len = 3
+    s_tok = np.zeros((2 * k, s_len), np.int32)
+    s_pos = np.full((2 * k, s_len), -1, np.int32)
+    for u, (pfx, sfx) in enumerate(zip(prefixes, suffixes)):
+        for c, s in enumerate(sfx):
+            s_tok[u * k + c, :len(s)] = s
+            s_pos[u * k + c, :len(s)] = len(pfx) + np.arange(len(s))
+    branch = model(jnp.asarray(s_tok), jnp.asarray(s_pos), context=context, logits_at="all")
+
+    full = [pfx + s for pfx, sfx in zip(prefixes, suffixes) for s in sfx]
+    f_tok, f_pos = left_pad(full)
+    ref = model(jnp.asarray(f_tok), jnp.asarray(f_pos), logits_at="all")
+    width = f_tok.shape[1]
+    for u, (pfx, sfx) in enumerate(zip(prefixes, suffixes)):
+        for c, s in enumerate(sfx):
+            row = u * k + c
+            np.testing.assert_allclose(np.asarray(branch.logits)[row, :len(s)],
+                                       np.asarray(ref.logits)[row, width - len(s):], atol=1e-5)
+            np.testing.assert_allclose(np.asarray(branch.hidden)[row, :len(s)],
+                                       np.asarray(ref.hidden)[row, width - len(s):], atol=1e-5)
+
+
+def test_remat_gives_same_gradients(model):
+    tokens, positions = left_pad([[1, 2, 3, 4], [5, 6]])
+    graphdef, state = nnx.split(model)
+
+    def loss(state, remat):
+        m = nnx.merge(graphdef, state)
+        m.config = m.config.replace(remat=remat)
+        out = m(jnp.asarray(tokens), jnp.asarray(positions), logits_at="all")
+        return jnp.sum(jnp.where(jnp.asarray(positions)[..., None] >= 0, jax.nn.log_softmax(out.logits), 0.0))
+
+    g0 = jax.jit(jax.grad(loss), static_argnums=1)(state, "none")
+    for mode in ("full", "dots"):
+        g1 = jax.jit(jax.grad(loss), static_argnums=1)(state, mode)
+        for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_bfloat16_compute_is_close_to_float32():
+    m32 = Decoder(CFG, rngs=nnx.Rngs(3))
+    _, state = nnx.split(m32)
+    m16 = nnx.merge(nnx.split(Decoder(CFG.replace(compute_dtype="bfloat16"), rngs=nnx.Rngs(3)))[0], state)
+    tokens, positions = left_pad([[1, 2, 3, 4, 5], [6, 7]])
+    a = m32(jnp.asarray(tokens), jnp.asarray(positions), logits_at="all").logits
+    b = m16(jnp.asarray(tokens), jnp.asarray(positions), logits_at="all").logits
+    assert b.dtype == jnp.float32
+    real = positions >= 0
+    assert np.abs(np.asarray(a) - np.asarray(b))[real].max() < 0.05
+    assert np.abs(np.asarray(a) - np.asarray(b))[real].max() > 0  # bf16 really ran
