@@ -67,7 +67,9 @@ def compare(hf_dir: str, gguf: str | None = None, dtype: str = "float32") -> dic
     tokens, positions = left_pad(seqs, pad_id=ours.config.pad_token_id or 0)
     mask = (positions >= 0).astype(np.int64)
     ref_logits, ref_hidden = reference_logits(reference, tokens.astype(np.int64), mask, positions.astype(np.int64))
-    out = ours(jnp.asarray(tokens), jnp.asarray(positions), logits_at="all")
+    from flax import nnx
+
+    out = nnx.jit(lambda m, t, p: m(t, p, logits_at="all"))(ours, jnp.asarray(tokens), jnp.asarray(positions))
     logits = np.asarray(out.logits, np.float32)
     hidden = np.asarray(out.hidden.astype(jnp.float32))
     real = mask.astype(bool)

@@ -5,7 +5,7 @@ import numpy as np
 
 VARIANTS = {
     # Qwen2: q/k/v bias, tied embeddings, GQA 3:1, rope_theta 1e6, odd vocab.
-    "qwen2_tied_gqa": dict(model_type="qwen2", vocab_size=131, hidden_size=48, intermediate_size=72,
+    "qwen2_tied_gqa": dict(model_type="qwen2", vocab_size=128, hidden_size=48, intermediate_size=72,
                            num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
                            rope_theta=1e6, tie_word_embeddings=True),
     # Llama: no bias, untied head, GQA ratio 1 (MHA), rope_theta 1e4, odd sizes, head_dim ≠ hidden/heads.
