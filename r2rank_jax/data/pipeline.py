@@ -193,9 +193,19 @@ def make_iter_dataset(source: SplitSource, builder: PromptBuilder, config: Pipel
     read = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch)
     ds = make_dataset(source, builder, config).to_iter_dataset(read)
     if config.worker_count > 0:
+        _ensure_absl_flags()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
     return ds
+
+
+def _ensure_absl_flags() -> None:
+    # mp_prefetch reads grain's absl flags, which only an absl app parses; outside one (pytest, plain
+    # scripts) the defaults apply.
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
 
 
 def make_iterator(source: SplitSource, builder: PromptBuilder, config: PipelineConfig) -> grain.DatasetIterator:
