@@ -1,0 +1,163 @@
+"""The single jitted RL `train_step` of R2Rank (Algorithm 1): PPO on θ, REINFORCE on φ.
+
+For a batch of U users × K candidates × R rollout tokens:
+teacher-forced forward of π_θ (shared prefix once per user) → token log-probs (only at rationale
+tokens) and the hidden state at each decision point → head scores s `[U, K]` → M rankings τ ~ PL(s)
+→ ρ(τ) = NDCG@k → θ: PPO clipped token objective with advantages (listwise: ρ − b; item: PL score
+function credit) ; φ: REINFORCE on (ρ − b)·log P(τ|s), the hidden state held fixed by default →
+separate optax updates. Microbatches over users accumulate gradients in a `lax.scan`. A non-finite
+loss, score or gradient leaves the state untouched and is reported in the metrics.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from r2rank_jax.ranking import plackett_luce as pl
+from r2rank_jax.ranking.metrics import ndcg_at_k_jax
+from r2rank_jax.train import losses
+from r2rank_jax.train.rl_batch import RLBatch, continuation_hidden, decision_hidden, rationale_inputs
+from r2rank_jax.train.state import Static, TrainState
+from r2rank_jax.train.token_logprobs import token_logprobs
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    num_rankings: int = 1              # M: PL rankings sampled per user (1 = the paper)
+    ndcg_k: int = 10                   # reward ρ = NDCG@ndcg_k
+    advantage: str = "listwise"        # "listwise" (Eq. 6) or "item" (PL score-function credit per candidate)
+    baseline: str = "none"             # "none" or "mean" (mean ρ over the M rankings of the user)
+    clip_eps: float = 0.2              # PPO ε
+    temperature: float = 1.0           # rollout temperature: log-probs are of the scaled distribution
+    head_grad_into_llm: bool = False   # ablation: let the REINFORCE gradient flow into θ through the hidden state
+    head_loss_weight: float = 1.0
+    shared_prefix: bool = True         # run each user's prefix once (False: K full sequences)
+    microbatches: int = 1              # gradient accumulation over users
+    logit_chunk: int = 64              # rationale tokens per chunk of vocabulary logits
+    token_aggregation: str = "mean"    # "mean" over all rationale tokens of the batch, or "sum" per user (Eq. 6)
+
+    def __post_init__(self):
+        if self.advantage not in ("listwise", "item"):
+            raise ValueError(f"RLConfig.advantage={self.advantage!r}: expected 'listwise' or 'item'")
+        if self.baseline not in ("none", "mean"):
+            raise ValueError(f"RLConfig.baseline={self.baseline!r}: expected 'none' or 'mean'")
+        if self.token_aggregation not in ("mean", "sum"):
+            raise ValueError(f"RLConfig.token_aggregation={self.token_aggregation!r}: expected 'mean' or 'sum'")
+        if self.num_rankings < 1 or self.microbatches < 1:
+            raise ValueError("RLConfig.num_rankings and RLConfig.microbatches must be >= 1")
+
+
+_SUM_METRICS = ("reward", "ndcg", "clipped", "kl", "entropy", "tokens", "loss_theta", "loss_phi")
+
+
+def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, key, token_denom, num_users):
+    model, head = static.models(llm, head_params)
+    u, k, r = mb.response_mask.shape
+    hidden = continuation_hidden(model, mb, cfg.shared_prefix)
+    h_rat, targets = rationale_inputs(hidden, mb)
+    new_logp, entropy = token_logprobs(model, h_rat, targets, cfg.temperature, cfg.logit_chunk)
+    new_logp, entropy = new_logp.reshape(u, k, r), entropy.reshape(u, k, r)
+
+    h_dec = decision_hidden(hidden, mb)
+    if not cfg.head_grad_into_llm:
+        h_dec = jax.lax.stop_gradient(h_dec)
+    mask = mb.candidate_mask
+    scores = jnp.where(mask, head(h_dec).reshape(u, k), 0.0)
+
+    perms = losses.sample_rankings(key, jax.lax.stop_gradient(scores), cfg.num_rankings, mask)
+    rewards = losses.ranking_rewards(perms, mb.relevance, mask, cfg.ndcg_k)           # [M, U]
+    baseline = losses.reward_baseline(rewards, cfg.baseline)
+    loss_phi = losses.reinforce_loss(scores, perms, rewards, baseline, mask) * (u / num_users)
+    if cfg.advantage == "listwise":
+        adv = losses.listwise_advantages(rewards, baseline, k)
+    else:
+        adv = losses.item_advantages(jax.lax.stop_gradient(scores), perms, rewards, baseline, mask)
+    tok_mask = mb.response_mask & mask[..., None]
+    objective, stats = losses.ppo_token_objective(new_logp, mb.old_logprobs, adv, tok_mask, cfg.clip_eps)
+    loss_theta = -jnp.sum(objective) / token_denom
+    loss = loss_theta + cfg.head_loss_weight * loss_phi
+
+    ranking = pl.argsort_ranking(jax.lax.stop_gradient(scores), mask=mask)
+    sums = {
+        "reward": jnp.sum(jnp.mean(rewards, axis=0)),
+        "ndcg": jnp.sum(ndcg_at_k_jax(ranking, mb.relevance, cfg.ndcg_k, mask=mask)),
+        "clipped": jnp.sum(stats["clipped"]),
+        "kl": losses.approx_kl(stats["log_ratio"], tok_mask),
+        "entropy": jnp.sum(jnp.where(tok_mask, entropy, 0.0)),
+        "tokens": jnp.sum(tok_mask),
+        "loss_theta": loss_theta,
+        "loss_phi": loss_phi,
+    }
+    finite = jnp.all(jnp.isfinite(scores)) & jnp.isfinite(loss)
+    return loss, (sums, finite)
+
+
+def _split_micro(batch: RLBatch, n: int) -> RLBatch:
+    u = batch.prefix_tokens.shape[0]
+    if u % n:
+        raise ValueError(f"{u} users per batch are not divisible into {n} microbatches")
+    return jax.tree.map(lambda x: x.reshape((n, u // n) + x.shape[1:]), batch)
+
+
+def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=None) -> Callable:
+    """Returns `train_step(state, batch) -> (state, metrics)`, jitted once, with the state donated."""
+    grad_fn = jax.value_and_grad(
+        lambda llm, head, mb, key, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, denom, nu),
+        argnums=(0, 1), has_aux=True)
+
+    def step(state: TrainState, batch: RLBatch):
+        num_users = batch.prefix_tokens.shape[0]
+        tok_mask = batch.response_mask & batch.candidate_mask[..., None]
+        if cfg.token_aggregation == "mean":
+            token_denom = jnp.maximum(jnp.sum(tok_mask), 1).astype(jnp.float32)
+        else:
+            token_denom = jnp.asarray(num_users, jnp.float32)
+        key, sub = jax.random.split(state.key)
+        keys = jax.random.split(sub, cfg.microbatches)
+        micro = _split_micro(batch, cfg.microbatches)
+
+        def accumulate(carry, xs):
+            g_llm, g_head, loss, sums, finite = carry
+            mb, k = xs
+            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, k, token_denom, num_users)
+            add = lambda a, b: a + b
+            return (jax.tree.map(add, g_llm, gl), jax.tree.map(add, g_head, gh), loss + l,
+                    jax.tree.map(add, sums, s), finite & f), None
+
+        zeros = lambda t: jax.tree.map(jnp.zeros_like, t)
+        init = (zeros(state.llm), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
+                jnp.asarray(True))
+        (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, keys))
+
+        gnorm_llm, gnorm_head = optax.global_norm(g_llm), optax.global_norm(g_head)
+        ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)
+        upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, state.llm)
+        upd_head, head_opt = static.head_tx.update(g_head, state.head_opt, state.head)
+        new = TrainState(step=state.step + 1, llm=optax.apply_updates(state.llm, upd_llm),
+                         head=optax.apply_updates(state.head, upd_head), llm_opt=llm_opt, head_opt=head_opt, key=key)
+        new = jax.lax.cond(ok, lambda: new, lambda: state)
+
+        tokens = jnp.maximum(sums["tokens"], 1.0)
+        metrics = {
+            "loss": loss, "loss_theta": sums["loss_theta"], "loss_phi": sums["loss_phi"],
+            "reward": sums["reward"] / num_users, "ndcg@%d" % cfg.ndcg_k: sums["ndcg"] / num_users,
+            "clip_frac": sums["clipped"] / tokens, "approx_kl": sums["kl"] / tokens,
+            "entropy": sums["entropy"] / tokens, "tokens": sums["tokens"],
+            "grad_norm_llm": gnorm_llm, "grad_norm_head": gnorm_head, "skipped": (~ok).astype(jnp.int32),
+        }
+        return new, metrics
+
+    jitted = jax.jit(step, donate_argnums=0,
+                     out_shardings=None if state_sharding is None else (state_sharding, None))
+    if mesh is None:
+        return jitted
+
+    def on_mesh(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+    on_mesh.jitted = jitted
+    return on_mesh

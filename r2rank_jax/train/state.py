@@ -1,0 +1,61 @@
+"""Train state of the LLM π_θ and the scoring head f_φ, each with its own optimizer state."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from r2rank_jax.mesh import param_shardings
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array          # [] int32
+    llm: Any                 # nnx.State of the decoder's parameters (θ)
+    head: Any                # nnx.State of the scoring head's parameters (φ)
+    llm_opt: Any             # optax state for θ
+    head_opt: Any            # optax state for φ
+    key: jax.Array           # PRNG key for the Plackett-Luce rankings
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """What a train step needs besides the state: graph definitions and optimizers (hashable, static)."""
+
+    llm_def: Any
+    head_def: Any
+    llm_tx: optax.GradientTransformation
+    head_tx: optax.GradientTransformation
+
+    def models(self, llm, head):
+        """(decoder, head) modules from parameter states (inside a traced function)."""
+        return nnx.merge(self.llm_def, llm), nnx.merge(self.head_def, head)
+
+
+def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_tx: optax.GradientTransformation,
+                       key: jax.Array, mesh: Mesh | None = None) -> tuple[Static, TrainState]:
+    """Splits the modules, shards their parameters over `mesh` (partition rules), and initializes both optimizers."""
+    llm_def, llm = nnx.split(model)
+    head_def, head_params = nnx.split(head)
+    if mesh is not None:
+        llm = jax.device_put(llm, param_shardings(llm, mesh))
+        head_params = jax.device_put(head_params, param_shardings(head_params, mesh, prefix="head"))
+        key = jax.device_put(key, NamedSharding(mesh, P()))
+    static = Static(llm_def, head_def, llm_tx, head_tx)
+    init = jax.jit(lambda llm, head: (llm_tx.init(llm), head_tx.init(head)))
+    llm_opt, head_opt = init(llm, head_params)
+    step = jnp.zeros((), jnp.int32)
+    if mesh is not None:
+        step = jax.device_put(step, NamedSharding(mesh, P()))
+    return static, TrainState(step=step, llm=llm, head=head_params, llm_opt=llm_opt, head_opt=head_opt, key=key)
+
+
+def state_shardings(state: TrainState) -> Any:
+    """The current sharding of every leaf (to pin a jitted step's output to its input layout)."""
+    return jax.tree.map(lambda x: x.sharding, state)
