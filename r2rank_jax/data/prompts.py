@@ -23,6 +23,8 @@ every prompt (3x the tokenization work; meant for new tokenizers).
 history items are dropped (fewest that suffice, found by bisection); the candidate is never cut.
 `BudgetStats` counts the cut prompts. A prompt that cannot fit even with an empty history raises
 `PromptTooLongError` naming the user and the candidate.
+
+Answer parsers (`parse_decision`, `parse_ranking`) live in `answers` and are re-exported here.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from r2rank_jax.data import prompt_text as pt
+from r2rank_jax.data.answers import parse_decision, parse_ranking  # noqa: F401  (re-exported)
 from r2rank_jax.data.benchmark import Record
 
 
