@@ -222,6 +222,10 @@ def build_benchmark(
     negatives, prepare seed = world seed); returns the benchmark manifest. Its ``source`` names
     ``out``, so only runs into the same ``out`` give byte-identical manifests (the JSONL files and
     atomic files are identical anywhere)."""
+    if config.num_items < config.max_length + num_candidates - 1:
+        raise ValueError(f"num_items={config.num_items} leaves too few negatives: a user with max_length="
+                         f"{config.max_length} items needs {num_candidates - 1} others (num_items >= "
+                         f"{config.max_length + num_candidates - 1})")
     out = check_target(out, overwrite)
     if overwrite:
         for sub in ("recbole", "benchmark"):
