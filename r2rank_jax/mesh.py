@@ -79,10 +79,10 @@ PARAM_RULES: tuple[tuple[str, tuple[Any, ...]], ...] = (
 
 
 def path_str(path: Iterable[Any]) -> str:
-    parts = []
-    for p in path:
-        key = getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))
-        parts.append(str(key))
+    """"layers/0/attn/q_proj" from a pytree key path (an nnx.Variable's trailing "value" is dropped)."""
+    parts = [str(getattr(p, "key", getattr(p, "name", getattr(p, "idx", p)))) for p in path]
+    if parts and parts[-1] == "value":
+        parts.pop()
     return "/".join(parts)
 
 

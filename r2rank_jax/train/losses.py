@@ -11,9 +11,16 @@ from r2rank_jax.ranking import plackett_luce as pl
 from r2rank_jax.ranking.metrics import ndcg_at_k_jax
 
 
-def sample_rankings(key: jax.Array, scores: jax.Array, num_rankings: int, mask: jax.Array) -> jax.Array:
-    """τ_m ~ PL(s): `[M, U, K]` int32 permutations (masked candidates last)."""
-    return pl.sample(key, scores, num_rankings, mask=mask)
+def sample_rankings(key: jax.Array, user_ids: jax.Array, scores: jax.Array, num_rankings: int,
+                    mask: jax.Array) -> jax.Array:
+    """τ_m ~ PL(s): `[M, U, K]` int32 permutations (masked candidates last).
+
+    Each user's noise comes from `fold_in(key, user_id)` (user_ids `[U]`), so the draws do not depend on
+    how the batch is split into microbatches or sharded.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(user_ids)
+    perms = jax.vmap(lambda k, s, m: pl.sample(k, s, num_rankings, mask=m))(keys, scores, mask)   # [U, M, K]
+    return jnp.swapaxes(perms, 0, 1)
 
 
 def ranking_rewards(perms: jax.Array, relevance: jax.Array, mask: jax.Array, k: int) -> jax.Array:

@@ -54,7 +54,7 @@ class RLConfig:
 _SUM_METRICS = ("reward", "ndcg", "clipped", "kl", "entropy", "tokens", "loss_theta", "loss_phi")
 
 
-def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, key, token_denom, num_users):
+def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, key, first_user, token_denom, num_users):
     model, head = static.models(llm, head_params)
     u, k, r = mb.response_mask.shape
     hidden = continuation_hidden(model, mb, cfg.shared_prefix)
@@ -68,7 +68,8 @@ def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, ke
     mask = mb.candidate_mask
     scores = jnp.where(mask, head(h_dec).reshape(u, k), 0.0)
 
-    perms = losses.sample_rankings(key, jax.lax.stop_gradient(scores), cfg.num_rankings, mask)
+    user_ids = first_user + jnp.arange(u)
+    perms = losses.sample_rankings(key, user_ids, jax.lax.stop_gradient(scores), cfg.num_rankings, mask)
     rewards = losses.ranking_rewards(perms, mb.relevance, mask, cfg.ndcg_k)           # [M, U]
     baseline = losses.reward_baseline(rewards, cfg.baseline)
     loss_phi = losses.reinforce_loss(scores, perms, rewards, baseline, mask) * (u / num_users)
@@ -96,6 +97,14 @@ def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, ke
     return loss, (sums, finite)
 
 
+def candidate_scores(static: Static, llm, head_params, batch: RLBatch, shared_prefix: bool = True) -> jax.Array:
+    """Head scores `[U, K]` of the batch's rationales (evaluation: no log-probs, no rankings)."""
+    model, head = static.models(llm, head_params)
+    u, k = batch.candidate_mask.shape
+    hidden = continuation_hidden(model, batch, shared_prefix)
+    return jnp.where(batch.candidate_mask, head(decision_hidden(hidden, batch)).reshape(u, k), -jnp.inf)
+
+
 def _split_micro(batch: RLBatch, n: int) -> RLBatch:
     u = batch.prefix_tokens.shape[0]
     if u % n:
@@ -106,7 +115,7 @@ def _split_micro(batch: RLBatch, n: int) -> RLBatch:
 def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=None) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`, jitted once, with the state donated."""
     grad_fn = jax.value_and_grad(
-        lambda llm, head, mb, key, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, denom, nu),
+        lambda llm, head, mb, key, first, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, first, denom, nu),
         argnums=(0, 1), has_aux=True)
 
     def step(state: TrainState, batch: RLBatch):
@@ -117,13 +126,13 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         else:
             token_denom = jnp.asarray(num_users, jnp.float32)
         key, sub = jax.random.split(state.key)
-        keys = jax.random.split(sub, cfg.microbatches)
         micro = _split_micro(batch, cfg.microbatches)
+        first_users = jnp.arange(cfg.microbatches) * (num_users // cfg.microbatches)
 
         def accumulate(carry, xs):
             g_llm, g_head, loss, sums, finite = carry
-            mb, k = xs
-            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, k, token_denom, num_users)
+            mb, first = xs
+            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, sub, first, token_denom, num_users)
             add = lambda a, b: a + b
             return (jax.tree.map(add, g_llm, gl), jax.tree.map(add, g_head, gh), loss + l,
                     jax.tree.map(add, sums, s), finite & f), None
@@ -131,9 +140,9 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         zeros = lambda t: jax.tree.map(jnp.zeros_like, t)
         init = (zeros(state.llm), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
                 jnp.asarray(True))
-        (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, keys))
+        (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, first_users))
 
-        gnorm_llm, gnorm_head = optax.global_norm(g_llm), optax.global_norm(g_head)
+        gnorm_llm, gnorm_head = optax.tree.norm(g_llm), optax.tree.norm(g_head)
         ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)
         upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, state.llm)
         upd_head, head_opt = static.head_tx.update(g_head, state.head_opt, state.head)

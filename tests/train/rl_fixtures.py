@@ -22,7 +22,8 @@ def tiny_models(seed: int = 0, cfg: ModelConfig = TINY):
 
 def make_batch(seed: int, users: int = 2, k: int = 5, prefix: int = 6, suffix: int = 3, rationale: int = 4,
                vocab: int = 40, logprob_model=None) -> RLBatch:
-    """Users with random prefixes; each candidate suffix is random, but the positive's contains MARK.
+    """Users with random prefixes; each candidate suffix is random, but the positive's ends with MARK,
+    and every rationale ends by repeating its candidate's last suffix token (the decision point).
 
     Prefix and suffix lengths vary (left padding); rationales have random lengths (right padding).
     old_logprobs come from `logprob_model` (on-policy) when given, else are random.
@@ -49,6 +50,7 @@ def make_batch(seed: int, users: int = 2, k: int = 5, prefix: int = 6, suffix: i
             c_tok[u, c, suffix - s:suffix] = toks
             r = int(rng.integers(1, rationale + 1))
             c_tok[u, c, suffix:suffix + r] = rng.integers(10, vocab, r)
+            c_tok[u, c, suffix + r - 1] = toks[-1]  # the rationale concludes by naming the item
             c_pos[u, c, suffix - s:suffix + r] = n + np.arange(s + r)
             resp[u, c, :r] = True
             score_idx[u, c] = suffix + r - 1
