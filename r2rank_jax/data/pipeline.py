@@ -196,7 +196,14 @@ def make_iter_dataset(source: SplitSource, builder: PromptBuilder, config: Pipel
         _ensure_absl_flags()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=config.worker_count, per_worker_buffer_size=config.worker_buffer_size))
+        ds = ds.map(_own_memory)
     return ds
+
+
+def _own_memory(batch: Batch) -> Batch:
+    # Workers hand over arrays in shared memory, freed only when the array dies; plain copies let the
+    # caller keep batches (e.g. in a replay buffer) without pinning shared-memory segments.
+    return {k: np.array(v) for k, v in batch.items()}
 
 
 def _ensure_absl_flags() -> None:
