@@ -24,34 +24,39 @@ def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
 
 
 def _group_logits(q: jax.Array, k: jax.Array, group: int) -> jax.Array:
-    """q `[B, T, Hkv, G, D]`, k `[B // group, S, Hkv, D]` → `[B, Hkv, G, T, S]` float32."""
+    """q `[B, T, Hkv, G, D]`, k `[B // group, Hkv, S, D]` → `[B, Hkv, G, T, S]` float32."""
     if group == 1:
-        return jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+        return jnp.einsum("btkgd,bksd->bkgts", q, k, preferred_element_type=jnp.float32)
     b, t, hkv, g, d = q.shape
     qg = q.reshape(b // group, group, t, hkv, g, d)
-    logits = jnp.einsum("uctkgd,uskd->uckgts", qg, k, preferred_element_type=jnp.float32)
-    return logits.reshape(b, hkv, g, t, k.shape[1])
+    logits = jnp.einsum("uctkgd,uksd->uckgts", qg, k, preferred_element_type=jnp.float32)
+    return logits.reshape(b, hkv, g, t, k.shape[2])
 
 
 def _group_values(p: jax.Array, v: jax.Array, group: int) -> jax.Array:
-    """p `[B, Hkv, G, T, S]`, v `[B // group, S, Hkv, D]` → `[B, T, Hkv, G, D]` float32."""
+    """p `[B, Hkv, G, T, S]`, v `[B // group, Hkv, S, D]` → `[B, T, Hkv, G, D]` float32."""
+    if p.dtype != jnp.float32 and jax.default_backend() == "cpu":
+        # XLA CPU's DotThunk has no BF16 x BF16 = F32 kernel for this transpose-free layout. Exact
+        # upcast of both inputs: same products, same float32 accumulation.
+        p, v = p.astype(jnp.float32), v.astype(jnp.float32)
     if group == 1:
-        return jnp.einsum("bkgts,bskd->btkgd", p, v, preferred_element_type=jnp.float32)
+        return jnp.einsum("bkgts,bksd->btkgd", p, v, preferred_element_type=jnp.float32)
     b, hkv, g, t, s = p.shape
     pg = p.reshape(b // group, group, hkv, g, t, s)
-    out = jnp.einsum("uckgts,uskd->uctkgd", pg, v, preferred_element_type=jnp.float32)
+    out = jnp.einsum("uckgts,uksd->uctkgd", pg, v, preferred_element_type=jnp.float32)
     return out.reshape(b, t, hkv, g, v.shape[-1])
 
 
 def attend(q: jax.Array, q_positions: jax.Array, sources: list[tuple[jax.Array, jax.Array, jax.Array]]) -> jax.Array:
     """Softmax attention of q `[B, T, H, D]` over key/value sources.
 
-    Each source is (k `[B', S, Hkv, D]`, v `[B', S, Hkv, D]`, positions `[B', S]`) with B' dividing B.
+    Each source is (k `[B', Hkv, S, D]`, v `[B', Hkv, S, D]`, positions `[B', S]`) with B' dividing B
+    (head-major, the KV cache layout).
     Returns `[B, T, H, D]` in q's dtype. Softmax in float32; fully masked rows (padding queries) give a
     finite uniform average, never NaN.
     """
     b, t, h, d = q.shape
-    hkv = sources[0][0].shape[2]
+    hkv = sources[0][0].shape[1]
     qg = q.reshape(b, t, hkv, h // hkv, d) * jnp.asarray(d ** -0.5, q.dtype)
     all_logits, groups = [], []
     for k, v, kv_pos in sources:
@@ -68,7 +73,7 @@ def attend(q: jax.Array, q_positions: jax.Array, sources: list[tuple[jax.Array, 
     out = jnp.zeros((b, t, hkv, h // hkv, d), jnp.float32)
     start = 0
     for (k, v, _), group in zip(sources, groups):
-        size = k.shape[1]
+        size = k.shape[2]
         out = out + _group_values(probs[..., start:start + size], v, group)
         start += size
     return out.reshape(b, t, h, d).astype(q.dtype)

@@ -17,7 +17,7 @@ from flax import nnx
 from r2rank_jax.mesh import constrain
 from r2rank_jax.models.attention import Attention, attend
 from r2rank_jax.models.config import ModelConfig
-from r2rank_jax.models.kv_cache import KVCache
+from r2rank_jax.models.kv_cache import KVCache, heads_first
 from r2rank_jax.models.rope import inverse_frequencies, rope_tables
 
 
@@ -69,7 +69,7 @@ class DecoderLayer(nnx.Module):
         Returns (x `[B, T, D]`, (k, v) of this call's tokens `[B, T, Hkv, hd]`).
         """
         q, k, v = self.attn.project(self.input_norm(x), cos, sin)
-        sources = [own_kv(k, v) if own_kv is not None else (k, v, positions)]
+        sources = [own_kv(k, v) if own_kv is not None else (heads_first(k), heads_first(v), positions)]
         if context_kv is not None:
             sources.insert(0, context_kv)
         h = x + self.attn.output(attend(q, positions, sources)).astype(x.dtype)
@@ -168,7 +168,8 @@ class Decoder(nnx.Module):
 
 def context_from_kv(kv: tuple, positions: jax.Array) -> KVCache:
     """A read-only context (e.g. a prefilled shared prefix) from `return_kv=True` output and its positions `[U, P]`."""
-    return KVCache(k=tuple(k for k, _ in kv), v=tuple(v for _, v in kv), positions=positions.astype(jnp.int32),
+    return KVCache(k=tuple(heads_first(k) for k, _ in kv), v=tuple(heads_first(v) for _, v in kv),
+                   positions=positions.astype(jnp.int32),
                    end=jnp.asarray(positions.shape[1], jnp.int32))
 
 

@@ -15,8 +15,11 @@ from r2rank_jax.models.config import ModelConfig
 
 @flax.struct.dataclass
 class KVCache:
-    """Per-layer keys/values `[B, S, kv_heads, head_dim]`, slot positions `[B, S]` and the next free slot.
+    """Per-layer keys/values `[B, kv_heads, S, head_dim]`, slot positions `[B, S]` and the next free slot.
 
+    Head-major, so the per-row attention products are plain batched matmuls over (B, kv_heads): with a
+    `[B, S, kv_heads, head_dim]` layout XLA CPU transposes the whole cache in every decode step (8x
+    slower attention for SmolLM2 at B=20, see docs/rollout.md).
     `end` is a scalar int32: all rows write at the same slot (prompts are padded to a common length).
     """
 
@@ -28,7 +31,7 @@ class KVCache:
     @classmethod
     def init(cls, cfg: ModelConfig, batch: int, size: int, dtype=None) -> "KVCache":
         dtype = dtype or jnp.dtype(cfg.compute_dtype)
-        shape = (batch, size, cfg.num_kv_heads, cfg.head_dim)
+        shape = (batch, cfg.num_kv_heads, size, cfg.head_dim)
         zeros = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
         zeros_v = tuple(jnp.zeros(shape, dtype) for _ in range(cfg.num_layers))
         return cls(k=zeros, v=zeros_v, positions=jnp.full((batch, size), -1, jnp.int32), end=jnp.zeros((), jnp.int32))
@@ -57,7 +60,8 @@ class KVCache:
 
     def write_layer(self, layer: int, k: jax.Array, v: jax.Array) -> "KVCache":
         """Writes one layer's new keys/values `[B, T, kv_heads, head_dim]` at slot `end` (positions already written)."""
-        start = (0, self.end, 0, 0)
+        start = (0, 0, self.end, 0)
+        k, v = heads_first(k), heads_first(v)
         ks = list(self.k)
         vs = list(self.v)
         ks[layer] = jax.lax.dynamic_update_slice(ks[layer], k.astype(ks[layer].dtype), start)
@@ -66,3 +70,8 @@ class KVCache:
 
     def advance(self, num_new: int | jax.Array) -> "KVCache":
         return self.replace(end=self.end + num_new)
+
+
+def heads_first(x: jax.Array) -> jax.Array:
+    """`[B, T, kv_heads, head_dim]` → the cache layout `[B, kv_heads, T, head_dim]`."""
+    return jnp.swapaxes(x, 1, 2)
