@@ -28,7 +28,9 @@ A batch (numpy; U = batch_users, K = candidates per user, P/S = bucket lengths):
   `count_cuts`).
 
 P is the smallest of ``prefix_buckets`` holding the batch's longest prefix and S likewise from
-``suffix_buckets``, so a jitted step compiles once per bucket pair.
+``suffix_buckets``, so a jitted step compiles once per bucket pair; `fit_to_buckets` sets the prompt
+budget so that every prompt fits the largest buckets. For multi-host training pass
+``shard_index=jax.process_index(), shard_count=jax.process_count()``.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ import grain
 import numpy as np
 
 from r2rank_jax.data import benchmark
-from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, UserPrompts
+from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, PromptConfig, UserPrompts
 
 Batch = dict[str, np.ndarray]
 
@@ -94,6 +96,17 @@ class PipelineConfig:
             raise ValueError(f"need 0 <= shard_index < shard_count, got {self.shard_index}, {self.shard_count}")
         if self.worker_count < 0:
             raise ValueError(f"worker_count must be >= 0, got {self.worker_count}")
+
+
+def fit_to_buckets(prompts: PromptConfig, config: PipelineConfig) -> PromptConfig:
+    """``prompts`` with ``max_prefix_tokens``/``max_suffix_tokens`` no larger than the largest buckets, so
+    the budget (dropping old history) rather than `bucket` handles long prompts."""
+    def tighter(current: int | None, largest: int) -> int:
+        return largest if current is None else min(current, largest)
+
+    return dataclasses.replace(prompts,
+                               max_prefix_tokens=tighter(prompts.max_prefix_tokens, config.prefix_buckets[-1]),
+                               max_suffix_tokens=tighter(prompts.max_suffix_tokens, config.suffix_buckets[-1]))
 
 
 def bucket(length: int, buckets: Sequence[int], what: str) -> int:

@@ -19,9 +19,11 @@ Files (RecBole atomic, read by ``recbole:DIR/world``):
   the true latent one, is filled for a ``profile_share`` of users), the optional profile text;
 - ``world.json``: the generator config and every user's latent preferences (for analyses).
 
-    python -m r2rank_jax.data.synthetic --out DIR [--users 600] [--items 300] [--seed 0] [--overwrite]
+    python -m r2rank_jax.data.synthetic --out DIR [--users 600] [--items 300] [--seed 0]
+        [--tokenizer_vocab 1024] [--overwrite]
 
-writes ``DIR/recbole/world.*`` and the prepared benchmark ``DIR/benchmark`` (`prepare.prepare`).
+writes ``DIR/recbole/world.*``, the prepared benchmark ``DIR/benchmark`` (`prepare.prepare`) and,
+unless ``--tokenizer_vocab 0``, the world's tokenizer ``DIR/tokenizer`` (`tokenizer`).
 Same config -> byte-identical files.
 """
 from __future__ import annotations
@@ -228,7 +230,7 @@ def build_benchmark(
                          f"{config.max_length + num_candidates - 1})")
     out = check_target(out, overwrite)
     if overwrite:
-        for sub in ("recbole", "benchmark"):
+        for sub in ("recbole", "benchmark", "tokenizer"):
             shutil.rmtree(out / sub, ignore_errors=True)
     prefix = write_recbole(generate_world(config), out / "recbole")
     return prepare(f"recbole:{prefix}", str(out / "benchmark"), seed=config.seed, history_len=history_len,
@@ -286,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--history_len", type=int, default=20)
     parser.add_argument("--num_candidates", type=int, default=20)
+    parser.add_argument("--tokenizer_vocab", type=int, default=1024, help="0: no tokenizer")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -295,6 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.tokenizer_vocab:
+        from r2rank_jax.data.tokenizer import train_world_tokenizer
+
+        out = pathlib.Path(args.out)
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        train_world_tokenizer(out / "benchmark", out / "tokenizer", args.tokenizer_vocab)
     print(json.dumps({"out": args.out, "counts": manifest["counts"], "content_hash": manifest["content_hash"]}))
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 
 from _data_world import world_benchmark, world_tokenizer
 from r2rank_jax.data.pipeline import (
-    PipelineConfig, SplitSource, batches_per_epoch, count_cuts, make_dataset, make_iterator,
+    PipelineConfig, SplitSource, batches_per_epoch, count_cuts, fit_to_buckets, make_dataset, make_iterator,
 )
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
 
@@ -154,5 +154,10 @@ def test_bad_configs_fail_early(source, builder):
     with pytest.raises(ValueError, match="fewer than batch_users"):
         make_dataset(source, builder, dataclasses.replace(CONFIG, batch_users=16))
     unbounded = PromptBuilder(world_tokenizer(), source.items)
+    small = dataclasses.replace(CONFIG, prefix_buckets=(64, 160))
     with pytest.raises(ValueError, match="exceeds the largest bucket"):
-        next(make_iterator(source, unbounded, dataclasses.replace(CONFIG, prefix_buckets=(64,))))
+        next(make_iterator(source, unbounded, small))
+    fitted = fit_to_buckets(PromptConfig(max_suffix_tokens=40), small)
+    assert (fitted.max_prefix_tokens, fitted.max_suffix_tokens) == (160, 40)
+    batch = next(make_iterator(source, PromptBuilder(world_tokenizer(), source.items, fitted), small))
+    assert batch["prefix_tokens"].shape[1] == 160

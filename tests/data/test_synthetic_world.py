@@ -96,10 +96,11 @@ def test_invalid_sizes_are_rejected():
 def test_cli(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "r2rank_jax.data.synthetic", "--out", str(out), "--users", "60", "--items", "60",
-           "--seed", "5"]
+           "--seed", "5", "--tokenizer_vocab", "600"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert benchmark.verify(out / "benchmark")["num_users"] == 60
     assert len(benchmark.load_items(out / "benchmark")) <= 60
+    assert (out / "tokenizer" / "tokenizer.json").is_file() and (out / "tokenizer" / "spm.model").is_file()
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "not empty" in again.stderr
