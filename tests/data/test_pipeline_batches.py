@@ -61,10 +61,11 @@ def test_static_shapes_and_position_conventions(source, builder):
     # The longest prefix picks the smallest bucket that holds it.
     longest = batch["prefix_lengths"].max()
     assert p_len == min(b for b in CONFIG.prefix_buckets if b >= longest)
+    by_user = {r.user_id: r for r in source.records}
     for u in range(u_n):
         n = batch["prefix_lengths"][u]
-        prompts = builder.build(source.records[source.records.index(next(
-            r for r in source.records if r.user_id == batch["user_ids"][u]))])
+        record = by_user[batch["user_ids"][u]]
+        prompts = builder.build(record)
         np.testing.assert_array_equal(batch["prefix_tokens"][u, p_len - n:], prompts.prefix_ids)
         assert (batch["prefix_tokens"][u, :p_len - n] == pad).all()
         np.testing.assert_array_equal(batch["prefix_positions"][u], [-1] * (p_len - n) + list(range(n)))
@@ -75,7 +76,6 @@ def test_static_shapes_and_position_conventions(source, builder):
             np.testing.assert_array_equal(batch["suffix_positions"][u, k],
                                           list(range(n, n + m)) + [-1] * (s_len - m))
         assert batch["labels"][u].sum() == 1
-        record = next(r for r in source.records if r.user_id == batch["user_ids"][u])
         assert list(batch["candidate_ids"][u]) == list(record.candidates)
         assert batch["candidate_ids"][u][batch["labels"][u].argmax()] == record.positive
         assert [list(source.items)[i] for i in batch["candidate_index"][u]] == list(record.candidates)
