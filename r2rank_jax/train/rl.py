@@ -119,6 +119,7 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         argnums=(0, 1), has_aux=True)
 
     def step(state: TrainState, batch: RLBatch):
+        batch.check_shapes()
         num_users = batch.prefix_tokens.shape[0]
         tok_mask = batch.response_mask & batch.candidate_mask[..., None]
         if cfg.token_aggregation == "mean":

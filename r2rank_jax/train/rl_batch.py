@@ -7,6 +7,7 @@ state that predicts rationale token j is at index S − 1 + j.
 """
 from __future__ import annotations
 
+import chex
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,23 @@ class RLBatch:
     score_index: jax.Array        # [U, K] int32: index into the continuation of the scoring (decision) token
     relevance: jax.Array          # [U, K] float32: graded relevance (1 for the positive, 0 otherwise)
     candidate_mask: jax.Array     # [U, K] bool: real candidates
+
+    def check_shapes(self) -> None:
+        """Static shape and dtype checks (work under jit); raise naming the offending field."""
+        u, p = self.prefix_tokens.shape
+        _, k, c = self.cont_tokens.shape
+        r = self.response_mask.shape[-1]
+        if c <= r:
+            raise ValueError(f"RLBatch.cont_tokens has {c} tokens per row, not more than the {r} rationale tokens")
+        chex.assert_shape(self.prefix_positions, (u, p), custom_message="RLBatch.prefix_positions")
+        chex.assert_shape(self.cont_tokens, (u, k, c), custom_message="RLBatch.cont_tokens")
+        chex.assert_shape(self.cont_positions, (u, k, c), custom_message="RLBatch.cont_positions")
+        chex.assert_shape([self.response_mask, self.old_logprobs], (u, k, r), custom_message="RLBatch rationale fields")
+        chex.assert_shape([self.score_index, self.relevance, self.candidate_mask], (u, k),
+                          custom_message="RLBatch per-candidate fields")
+        chex.assert_type([self.prefix_tokens, self.cont_tokens, self.score_index], int,
+                         custom_message="RLBatch token/index fields")
+        chex.assert_type([self.response_mask, self.candidate_mask], bool, custom_message="RLBatch masks")
 
     @property
     def rationale_len(self) -> int:

@@ -72,3 +72,15 @@ def test_ranking_draws_do_not_depend_on_batch_split():
     whole = losses.sample_rankings(key, jnp.arange(4), scores, 3, mask)
     halves = [losses.sample_rankings(key, jnp.arange(2) + 2 * i, scores[2 * i:2 * i + 2], 3, mask[:2]) for i in range(2)]
     np.testing.assert_array_equal(whole, jnp.concatenate(halves, axis=1))
+
+
+def test_batch_shape_errors_name_the_field():
+    import pytest
+    from rl_fixtures import make_batch
+
+    batch = make_batch(0, users=2, k=4)
+    batch.check_shapes()
+    with pytest.raises(AssertionError, match="RLBatch per-candidate fields"):
+        batch.replace(relevance=batch.relevance[:, :3]).check_shapes()
+    with pytest.raises(AssertionError, match="RLBatch masks"):
+        batch.replace(response_mask=batch.response_mask.astype(jnp.int32)).check_shapes()
