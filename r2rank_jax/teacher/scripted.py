@@ -1,0 +1,133 @@
+"""A scripted teacher for the synthetic world: reasons over the items' known attributes.
+
+For a (user, candidate) pair it counts how many of the shown history items share the candidate's
+genre, platform and brand, scores the match with the world's taste weights
+(`synthetic.attribute_match_scores`, plus a bonus when the profile's favorite platform matches) and
+recommends when the score reaches ``threshold``. The rule alone is right for roughly 80% of pairs of
+the default world; with probability ``noise`` the decision is flipped (the text then argues for the
+flipped decision), so the correctness filter has work to do. Each response has the three sections of
+the self-reflective prompt and ends with the answer tag. Deterministic in (seed, user, candidate,
+attempt).
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
+from r2rank_jax.data.synthetic import attribute_match_scores
+from r2rank_jax.teacher.base import Pair, TeacherReply, TeacherRequest
+from r2rank_jax.teacher.prompts import answer_tag
+
+PROFILE_BONUS = 0.5
+_NAMES = {"genre": "genre", "platform": "platform", "brand": "brand"}
+
+
+def _favorite_platform(profile: str | None) -> str | None:
+    for part in (profile or "").split(";"):
+        name, _, value = part.partition(":")
+        if name.strip() == "favorite_platform" and value.strip():
+            return value.strip()
+    return None
+
+
+class ScriptedTeacher:
+    def __init__(self, attributes: Mapping[str, Mapping[str, str]], noise: float = 0.1, threshold: float = 1.3,
+                 seed: int = 0):
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must be in [0, 1], got {noise}")
+        self.attributes = attributes
+        self.noise = noise
+        self.threshold = threshold
+        self.seed = seed
+        self.name = f"scripted(noise={noise:g})"
+
+    def match_score(self, pair: Pair) -> float:
+        score = float(attribute_match_scores(self.attributes, pair.history, [pair.candidate])[0])
+        fav = _favorite_platform(pair.record.profile)
+        if fav is not None and fav == self.attributes[pair.candidate]["platform"]:
+            score += PROFILE_BONUS
+        return score
+
+    def reason(self, pair: Pair, attempt: int) -> str:
+        rng = np.random.default_rng([self.seed, zlib.crc32(pair.record.user_id.encode()),
+                                     zlib.crc32(pair.candidate.encode()), attempt])
+        score = self.match_score(pair)
+        fits = score >= self.threshold
+        if rng.random() < self.noise:
+            fits = not fits
+        return "\n".join([self._initial(pair), self._self_check(pair, score), self._conclusion(pair, fits),
+                          answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
+
+    # ------------------------------------------------------------------------------ sections
+
+    def _counts(self, history: Sequence[str], attr: str) -> Counter[str]:
+        return Counter(self.attributes[h][attr] for h in history)
+
+    def _initial(self, pair: Pair) -> str:
+        cand = self.attributes[pair.candidate]
+        n = len(pair.history)
+        lines = [f"#Initial reasoning: The candidate is a {cand['genre']} game on {cand['platform']} by "
+                 f"{cand['brand']}. The user context lists {n} interacted items."]
+        for attr in ("genre", "platform", "brand"):
+            counts = self._counts(pair.history, attr)
+            k = counts.get(cand[attr], 0)
+            top, top_k = counts.most_common(1)[0] if counts else ("none", 0)
+            text = f"{k} of {n} items share the candidate's {_NAMES[attr]} ({cand[attr]})"
+            if top != cand[attr] and top_k:
+                text += f", while the most frequent {_NAMES[attr]} is {top} ({top_k} items)"
+            lines.append(f"- {_NAMES[attr].capitalize()}: {text}.")
+        fav = _favorite_platform(pair.record.profile)
+        if fav is not None:
+            same = "matches" if fav == cand["platform"] else "differs from"
+            lines.append(f"- Profile: the favorite platform is {fav}, which {same} the candidate's platform.")
+        return "\n".join(lines)
+
+    def _self_check(self, pair: Pair, score: float) -> str:
+        cand = self.attributes[pair.candidate]
+        notes = []
+        n = len(pair.history)
+        if n < 8:
+            notes.append(f"The history is short ({n} items), so these shares are uncertain.")
+        brand_k = self._counts(pair.history, "brand").get(cand["brand"], 0)
+        if brand_k == 1:
+            notes.append("A single item of the same brand is weak evidence and should not be over-weighted.")
+        if pair.history:
+            last = self.attributes[pair.history[-1]]
+            same = "matches" if last["genre"] == cand["genre"] else "does not match"
+            notes.append(f"The most recent item is a {last['genre']} game, which {same} the candidate; one recent "
+                         "item matters less than the overall pattern.")
+        margin = abs(score - self.threshold)
+        notes.append("The overall evidence is " + ("clear." if margin > 0.5 else "close to the boundary, so the "
+                                                   "decision is uncertain."))
+        return "#Self-check: " + " ".join(notes)
+
+    def _conclusion(self, pair: Pair, fits: bool) -> str:
+        cand = self.attributes[pair.candidate]
+        n = max(len(pair.history), 1)
+        matched = [cand[a] for a in ("genre", "platform", "brand")
+                   if self._counts(pair.history, a).get(cand[a], 0) / n >= 0.25]
+        evidence = " and ".join(matched)
+        if fits:
+            text = (f"The candidate matches the user's preference for {evidence}, so it is likely to be enjoyed."
+                    if matched else "The attribute overlap is modest, but nothing in the history speaks against "
+                    "the candidate.")
+            text += " I recommend it."
+        else:
+            text = (f"Although the candidate shares {evidence} with part of the history, the overall match with the "
+                    "user's main preferences is too weak." if matched else
+                    "The candidate does not match the user's main preferences in genre, platform or brand.")
+            text += " I do not recommend it."
+        return "#Final conclusion and suggestion: " + text
+
+    # ------------------------------------------------------------------------------ Teacher
+
+    def respond(self, requests: Sequence[TeacherRequest]) -> Iterator[TeacherReply]:
+        for r in requests:
+            yield TeacherReply(request=r, text=self.reason(r.pair, r.attempt))
+
+    def close(self) -> None:
+        pass
