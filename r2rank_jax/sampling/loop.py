@@ -1,0 +1,75 @@
+"""The decode loop: one `lax.while_loop` over a KV cache, per-row stop, outputs for the RL step.
+
+Each iteration chooses token i from the current logits, records it (or padding once the row has
+stopped), advances the stop automata, and feeds token i to the model, which yields its last-layer
+hidden state (the scoring hidden of the row if token i is its latest valid token) and the logits for
+token i + 1. So N iterations give N tokens plus the hidden state of every row's final token, with
+no extra pass.
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from r2rank_jax.models.kv_cache import KVCache
+from r2rank_jax.sampling import stops
+from r2rank_jax.sampling.filters import choose_tokens
+from r2rank_jax.sampling.params import SamplingParams
+
+
+@flax.struct.dataclass
+class SampleOutput:
+    ids: jax.Array          # [B, N] int32 generated tokens, pad id after a row's stop
+    valid: jax.Array        # [B, N] bool, True up to and including the stop token
+    logprobs: jax.Array     # [B, N] float32 log-prob of each token under its sampling distribution (0 if not valid)
+    hidden: jax.Array       # [B, D] final-normed last-layer hidden state of each row's last valid token
+    lengths: jax.Array      # [B] int32 number of valid tokens (scoring index = lengths - 1)
+    stopped: jax.Array      # [B] bool: ended on EOS or a stop string (False: hit max_new_tokens)
+
+
+def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, context: KVCache | None,
+                logits: jax.Array, next_pos: jax.Array, params: SamplingParams, key: jax.Array,
+                eos_ids: jax.Array, stop_table: jax.Array, *, max_new_tokens: int, num_candidates: int,
+                pad_id: int) -> tuple[SampleOutput, KVCache]:
+    """Samples up to `max_new_tokens` tokens per row.
+
+    cache: own cache `[B, ...]` holding the prompt (room for max_new_tokens more); context: optional
+    shared prefix (batch B // group); logits: `[B, V]` at the last prompt token; next_pos: `[B]` the
+    position of the first new token; eos_ids: `[E]`; stop_table: `stops.StopStrings.table`.
+    Returns the outputs and the final cache (returned so that a donated input cache is updated in place).
+    """
+    model = nnx.merge(graphdef, state)
+    b, n = logits.shape[0], max_new_tokens
+    d = model.config.hidden_size
+    hdt = jnp.dtype(model.config.compute_dtype)
+
+    def cond(carry):
+        step, done = carry[0], carry[5]
+        return (step < n) & ~jnp.all(done)
+
+    def body(carry):
+        step, cache, logits, out, stop_state, done, hidden = carry
+        tokens, logprobs = choose_tokens(logits, params, jax.random.fold_in(key, step), num_candidates)
+        live = ~done
+        tokens = jnp.where(live, tokens, pad_id)
+        out = {
+            "ids": out["ids"].at[:, step].set(tokens),
+            "valid": out["valid"].at[:, step].set(live),
+            "logprobs": out["logprobs"].at[:, step].set(jnp.where(live, logprobs, 0.0)),
+        }
+        stop_state, hit = stops.advance(stop_table, stop_state, tokens)
+        hit = hit | jnp.any(tokens[:, None] == eos_ids[None, :], axis=1)
+        res = model(tokens[:, None], (next_pos + step)[:, None], cache=cache, context=context,
+                    logits_at=jnp.zeros((b, 1), jnp.int32))
+        hidden = jnp.where(live[:, None], res.hidden[:, 0], hidden)
+        return step + 1, res.cache, res.logits[:, 0], out, stop_state, done | (live & hit), hidden
+
+    out = {"ids": jnp.full((b, n), pad_id, jnp.int32), "valid": jnp.zeros((b, n), bool),
+           "logprobs": jnp.zeros((b, n), jnp.float32)}
+    carry = (jnp.zeros((), jnp.int32), cache, logits.astype(jnp.float32), out,
+             stops.init_state(stop_table, b), jnp.zeros((b,), bool), jnp.zeros((b, d), hdt))
+    _, cache, _, out, _, done, hidden = jax.lax.while_loop(cond, body, carry)
+    return SampleOutput(ids=out["ids"], valid=out["valid"], logprobs=out["logprobs"], hidden=hidden,
+                        lengths=jnp.sum(out["valid"], axis=1).astype(jnp.int32), stopped=done), cache

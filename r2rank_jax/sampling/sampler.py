@@ -1,0 +1,197 @@
+"""The sampler: jitted prefill (plain or shared-prefix) and the jitted decode loop, with bucketed shapes.
+
+Two ways in, same decode loop:
+
+- `generate(prompts)`: B independent prompts, left-padded to a bucket length T; one prefill writes
+  them into a cache of T + max_new_tokens slots.
+- `generate_shared(prefixes, suffixes)`: U users with K candidate suffixes each. Each user's prefix
+  is prefilled once (`[U, P]`) and read by its K branches through the decoder's `context=` path
+  (no K-fold copy); the K suffixes are prefilled into a small own cache of S + max_new_tokens slots,
+  and the U * K rows decode together. Row u * K + k is user u, candidate k.
+
+Shapes are static per (batch, bucket, max_new_tokens): prompt lengths are padded up to the smallest
+bucket that fits. Sampling parameters, the PRNG key, the EOS ids and the stop tables are traced, and
+the model state is an argument, so new parameters or new sampling settings never recompile. The
+own cache is donated to the decode loop, which updates it in place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from r2rank_jax.models.decoder import Decoder, context_from_kv
+from r2rank_jax.models.kv_cache import KVCache
+from r2rank_jax.sampling.loop import SampleOutput, decode_loop
+from r2rank_jax.sampling.params import SamplingParams
+from r2rank_jax.sampling.stops import StopStrings
+
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 4096)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    max_new_tokens: int = 128
+    eos_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+    buckets: tuple[int, ...] = DEFAULT_BUCKETS  # allowed padded prompt (prefix, suffix) lengths
+    num_candidates: int = 64                    # top-k prefilter for top-k/top-p (filters.py)
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.buckets or list(self.buckets) != sorted(set(self.buckets)) or self.buckets[0] < 1:
+            raise ValueError(f"buckets must be increasing positive lengths, got {self.buckets}")
+
+    def bucket(self, length: int, what: str = "prompt") -> int:
+        if length < 1:
+            raise ValueError(f"empty {what}: every {what} needs at least one token")
+        for b in self.buckets:
+            if b >= length:
+                return b
+        raise ValueError(f"{what} of {length} tokens exceeds the largest bucket {self.buckets[-1]} "
+                         f"(the KV cache holds at most {self.buckets[-1]} prompt tokens + {self.max_new_tokens} "
+                         "new ones); raise SamplerConfig.buckets or shorten the prompt")
+
+
+# ---------------------------------------------------------------------------------- jitted pieces
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_size"))
+def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
+    """Prompt `[B, T]` (left padded) → (own cache `[B, cache_size]`, last-token logits `[B, V]`)."""
+    model = nnx.merge(graphdef, state)
+    b, t = tokens.shape
+    cache = KVCache.init(model.config, b, cache_size)
+    out = model(tokens, positions, cache=cache, context=context, logits_at=jnp.full((b, 1), t - 1, jnp.int32))
+    return out.cache, out.logits[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _prefill_context(graphdef, state, tokens, positions):
+    """Shared prefixes `[U, P]` (left padded) → read-only context KV cache."""
+    model = nnx.merge(graphdef, state)
+    return context_from_kv(model(tokens, positions, return_kv=True).kv, positions)
+
+
+_decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "num_candidates", "pad_id"),
+                  donate_argnames=("cache",))
+
+
+def compile_count() -> int:
+    """Number of compiled variants of the sampler's jitted functions (for no-recompile checks)."""
+    return sum(f._cache_size() for f in (_prefill, _prefill_context, _decode))
+
+
+# ---------------------------------------------------------------------------------- padding helpers
+
+def pad_left(seqs: Sequence[Sequence[int]], length: int, pad_id: int, start: Sequence[int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, positions) `[B, length]` int32, rows right-aligned; row b's positions start at start[b]."""
+    tokens = np.full((len(seqs), length), pad_id, np.int32)
+    positions = np.full((len(seqs), length), -1, np.int32)
+    for b, s in enumerate(seqs):
+        n = len(s)
+        tokens[b, length - n:] = s
+        positions[b, length - n:] = np.arange(n) + (0 if start is None else start[b])
+    return tokens, positions
+
+
+class Sampler:
+    """Frozen sampler for one model architecture; pass `state=` to sample with updated weights."""
+
+    def __init__(self, model: Decoder, config: SamplerConfig = SamplerConfig(), stops: StopStrings | None = None):
+        self.graphdef, self.state = nnx.split(model)
+        self.model_config = model.config
+        self.config = config
+        vocab = model.config.vocab_size
+        stops = stops or StopStrings.none(vocab)
+        if stops.vocab_size != vocab:
+            raise ValueError(f"stop tables cover {stops.vocab_size} tokens, the model has {vocab}")
+        self.stops = stops
+        self._stop_table = stops.device_table()
+        self._eos = jnp.asarray(config.eos_ids or (-1,), jnp.int32)
+        self._frozen = True
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise dataclasses.FrozenInstanceError(f"Sampler is frozen (tried to set {name!r})")
+        super().__setattr__(name, value)
+
+    def _state(self, state):
+        return self.state if state is None else state
+
+    # ------------------------------------------------------------------------------ array API
+
+    def prefill(self, tokens, positions, *, context: KVCache | None = None, state=None) -> tuple[KVCache, jax.Array]:
+        """Left-padded prompts `[B, T]` → (own cache with room for max_new_tokens, last logits `[B, V]`)."""
+        positions = np.asarray(positions)
+        if tokens.shape != positions.shape or positions.ndim != 2:
+            raise ValueError(f"tokens {tokens.shape} and positions {positions.shape} must both be [B, T]")
+        if np.any(np.max(positions, axis=1) < 0):
+            raise ValueError("empty prompt: a row of positions holds only padding (-1)")
+        if positions[:, -1].min() < 0:
+            raise ValueError("prompts must be left padded: the last column holds padding")
+        last = int(positions.max()) + self.config.max_new_tokens
+        if last > self.model_config.max_position_embeddings:
+            raise ValueError(f"positions up to {last} exceed max_position_embeddings={self.model_config.max_position_embeddings}")
+        size = tokens.shape[1] + self.config.max_new_tokens
+        return _prefill(self.graphdef, self._state(state), jnp.asarray(tokens), jnp.asarray(positions), context,
+                        cache_size=size)
+
+    def decode(self, cache: KVCache, logits: jax.Array, next_pos, params: SamplingParams, key: jax.Array, *,
+               context: KVCache | None = None, state=None) -> SampleOutput:
+        """Decode loop after a prefill (the cache is donated: do not reuse it)."""
+        params.check_batch(logits.shape[0])
+        out, _ = _decode(self.graphdef, self._state(state), cache, context, logits, jnp.asarray(next_pos, jnp.int32),
+                         params, key, self._eos, self._stop_table, max_new_tokens=self.config.max_new_tokens,
+                         num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
+        return out
+
+    # ------------------------------------------------------------------------------ token-list API
+
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, key: jax.Array, *,
+                 state=None) -> SampleOutput:
+        """B independent prompts (token id lists) → SampleOutput `[B, N]`."""
+        if not prompts:
+            raise ValueError("no prompts")
+        t = self.config.bucket(max(len(p) for p in prompts))
+        for p in prompts:
+            self.config.bucket(len(p))
+        tokens, positions = pad_left(prompts, t, self.config.pad_id)
+        cache, logits = self.prefill(tokens, positions, state=state)
+        next_pos = np.array([len(p) for p in prompts], np.int32)
+        return self.decode(cache, logits, next_pos, params, key, state=state)
+
+    def prefill_shared(self, prefixes: Sequence[Sequence[int]], state=None) -> KVCache:
+        """U shared prefixes → context KV cache `[U, P_bucket]`."""
+        if not prefixes:
+            raise ValueError("no prefixes")
+        p = self.config.bucket(max(len(x) for x in prefixes), "prefix")
+        for x in prefixes:
+            self.config.bucket(len(x), "prefix")
+        tokens, positions = pad_left(prefixes, p, self.config.pad_id)
+        return _prefill_context(self.graphdef, self._state(state), jnp.asarray(tokens), jnp.asarray(positions))
+
+    def generate_shared(self, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],
+                        params: SamplingParams, key: jax.Array, *, state=None) -> SampleOutput:
+        """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k)."""
+        if len(prefixes) != len(suffixes):
+            raise ValueError(f"{len(prefixes)} prefixes but {len(suffixes)} suffix lists")
+        ks = {len(s) for s in suffixes}
+        if len(ks) != 1 or 0 in ks:
+            raise ValueError(f"every user needs the same, non-zero number of suffixes; got {sorted(ks)}")
+        context = self.prefill_shared(prefixes, state)
+        rows = [s for user in suffixes for s in user]
+        starts = [len(prefixes[u]) for u, user in enumerate(suffixes) for _ in user]
+        s = self.config.bucket(max(len(r) for r in rows), "suffix")
+        for r in rows:
+            self.config.bucket(len(r), "suffix")
+        tokens, positions = pad_left(rows, s, self.config.pad_id, starts)
+        cache, logits = self.prefill(tokens, positions, context=context, state=state)
+        next_pos = np.array([st + len(r) for st, r in zip(starts, rows)], np.int32)
+        return self.decode(cache, logits, next_pos, params, key, context=context, state=state)
