@@ -1,4 +1,6 @@
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
+here = pathlib.Path(__file__).parent
+sys.path.insert(0, str(here))
+sys.path.insert(0, str(here.parent / "data"))  # _data_world: the small synthetic world + tokenizer
