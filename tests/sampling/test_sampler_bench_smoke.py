@@ -1,0 +1,19 @@
+"""The rollout benchmark entry point runs end to end on a tiny random model (format of the last line)."""
+import json
+import re
+
+from hf_tiny import save_hf_model
+
+from r2rank_jax.bench import rollout
+
+
+def test_rollout_bench_smoke(tmp_path, capsys):
+    save_hf_model("qwen2_tied_gqa", tmp_path / "model")
+    out = tmp_path / "report.json"
+    assert rollout.main(["--hf_dir", str(tmp_path / "model"), "--prompts", "synthetic", "--k", "3", "--users", "2",
+                         "--new_tokens", "4", "--prefix_len", "12", "--suffix_len", "5", "--threads", "1",
+                         "--out", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"rollout tokens/s: jax=\d+\.\d hf=\d+\.\d ratio=\d+\.\d\d", last), last
+    report = json.loads(out.read_text())
+    assert report["jax"]["tokens"] == report["hf"]["tokens"] == 2 * 3 * 4
