@@ -113,12 +113,13 @@ def load_models(args):
     return load_from_source(cfg, source, None, origin=origin), ref, tokenizer
 
 
-def run_jax(model, batches, args):
+def jax_runner(model, args):
+    """A function running one batch through our sampler → timings (phases blocked on separately)."""
     import jax
     import numpy as np
 
     from r2rank_jax.sampling.params import SamplingParams
-    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig, compile_count, pad_left
+    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig, pad_left
 
     pad = model.config.pad_token_id or 0
     sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=(), pad_id=pad))
@@ -127,8 +128,7 @@ def run_jax(model, batches, args):
     def one(batch, i):
         t = {}
         t0 = time.perf_counter()
-        prefixes = [p for p, _ in batch]
-        context = sampler.prefill_shared(prefixes)
+        context = sampler.prefill_shared([p for p, _ in batch])
         jax.block_until_ready(context)
         t["prefix_prefill_s"] = time.perf_counter() - t0
         rows = [s for _, sfx in batch for s in sfx]
@@ -144,27 +144,15 @@ def run_jax(model, batches, args):
         out = sampler.decode(cache, logits, next_pos, params, jax.random.fold_in(key, i), context=context)
         jax.block_until_ready(out)
         t["decode_s"] = time.perf_counter() - t2
-        t["total_s"] = time.perf_counter() - t0
+        t["time_s"] = time.perf_counter() - t0
         t["tokens"] = int(out.valid.sum())
         return t
 
-    t0 = time.perf_counter()
-    warm = one(batches[0], 1 << 20)
-    first_s = time.perf_counter() - t0
-    runs = [one(b, i) for i, b in enumerate(batches)]
-    total = sum(r["total_s"] for r in runs)
-    tokens = sum(r["tokens"] for r in runs)
-    phases = {k: sum(r[k] for r in runs) for k in ("prefix_prefill_s", "suffix_prefill_s", "decode_s")}
-    steps = args.new_tokens * len(runs)
-    return {
-        "tokens": tokens, "time_s": total, "tokens_per_s": tokens / total,
-        "compile_s": max(first_s - runs[0]["total_s"], 0.0), "first_batch_incl_compile_s": first_s,
-        "phases_s": phases, "decode_step_ms": 1e3 * phases["decode_s"] / steps,
-        "compiled_variants": compile_count(), "warmup_tokens": warm["tokens"],
-    }
+    return one
 
 
-def run_hf(ref, batches, args, pad_id):
+def hf_runner(ref, args, pad_id):
+    """A function running one batch through transformers `generate` (left padded full prompts)."""
     import torch
     from transformers import GenerationConfig
 
@@ -174,29 +162,27 @@ def run_hf(ref, batches, args, pad_id):
                            min_new_tokens=args.new_tokens, eos_token_id=None, pad_token_id=pad_id)
     torch.manual_seed(args.seed)
 
-    def rows_of(batch):
+    def one(batch, warmup=False):
         full = [p + s for p, sfx in batch for s in sfx]
-        t = max(map(len, full))
-        ids = torch.full((len(full), t), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(full), t), dtype=torch.long)
+        width = max(map(len, full))
+        ids = torch.full((len(full), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(full), width), dtype=torch.long)
         for b, r in enumerate(full):
-            ids[b, t - len(r):] = torch.tensor(r)
-            mask[b, t - len(r):] = 1
-        return ids, mask
-
-    with torch.no_grad():
-        ids, mask = rows_of(batches[0])
-        ref.generate(ids[:2], attention_mask=mask[:2], generation_config=GenerationConfig(
-            do_sample=False, max_new_tokens=2, eos_token_id=None, pad_token_id=pad_id))  # warm-up
+            ids[b, width - len(r):] = torch.tensor(r)
+            mask[b, width - len(r):] = 1
+        cfg = GenerationConfig(do_sample=False, max_new_tokens=2, eos_token_id=None, pad_token_id=pad_id) if warmup else gen
         t0 = time.perf_counter()
-        tokens = 0
-        for batch in batches:
-            ids, mask = rows_of(batch)
-            out = ref.generate(ids, attention_mask=mask, generation_config=gen)
-            tokens += (out.shape[1] - ids.shape[1]) * out.shape[0]
-        total = time.perf_counter() - t0
-    return {"tokens": tokens, "time_s": total, "tokens_per_s": tokens / total,
-            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+        with torch.no_grad():
+            out = ref.generate(ids[:2] if warmup else ids, attention_mask=mask[:2] if warmup else mask, generation_config=cfg)
+        return {"time_s": time.perf_counter() - t0, "tokens": (out.shape[1] - ids.shape[1]) * out.shape[0]}
+
+    return one
+
+
+def summarize(runs: list[dict]) -> dict:
+    out = {k: sum(r[k] for r in runs) for k in runs[0]}
+    out["tokens_per_s"] = out["tokens"] / out["time_s"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,8 +220,30 @@ def main(argv: list[str] | None = None) -> int:
     batches = [prompts[i:i + args.users_per_batch] for i in range(0, len(prompts), args.users_per_batch)]
     pad_id = model.config.pad_token_id or 0
 
-    jax_report = run_jax(model, batches, args)
-    hf_report = None if args.skip_hf else run_hf(ref, batches, args, pad_id)
+    # Batches alternate between the two sides, so that a changing machine load hits both alike.
+    jax_one = jax_runner(model, args)
+    hf_one = None if args.skip_hf else hf_runner(ref, args, pad_id)
+    t0 = time.perf_counter()
+    warm = jax_one(batches[0], 1 << 20)
+    first_s = time.perf_counter() - t0
+    if hf_one:
+        hf_one(batches[0], warmup=True)
+    jax_runs, hf_runs = [], []
+    for i, batch in enumerate(batches):
+        jax_runs.append(jax_one(batch, i))
+        if hf_one:
+            hf_runs.append(hf_one(batch))
+    from r2rank_jax.sampling.sampler import compile_count
+
+    jax_report = summarize(jax_runs)
+    jax_report.update(compile_s=max(first_s - jax_runs[0]["time_s"], 0.0), first_batch_incl_compile_s=first_s,
+                      decode_step_ms=1e3 * jax_report["decode_s"] / (args.new_tokens * len(batches)),
+                      compiled_variants=compile_count(), warmup_tokens=warm["tokens"], per_batch=jax_runs)
+    hf_report = summarize(hf_runs) if hf_runs else None
+    if hf_report:
+        import torch
+
+        hf_report.update(per_batch=hf_runs, torch_threads=torch.get_num_threads(), torch_version=torch.__version__)
     x = jax_report["tokens_per_s"]
     y = hf_report["tokens_per_s"] if hf_report else float("nan")
     import jax
@@ -249,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 "jax": jax.__version__, "machine": platform.machine()},
     }
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2, default=str))
-    print(json.dumps({"jax": {k: jax_report[k] for k in ("tokens_per_s", "compile_s", "decode_step_ms", "phases_s")},
+    print(json.dumps({"jax": {k: jax_report[k] for k in ("tokens_per_s", "compile_s", "decode_step_ms", "prefix_prefill_s",
+                                                         "suffix_prefill_s", "decode_s")},
                       "hf_tokens_per_s": y, "load_avg": report["env"]["load_avg"]}, default=str))
     print(f"rollout tokens/s: jax={x:.1f} hf={y:.1f} ratio={x / y:.2f}")
     return 0
