@@ -27,7 +27,12 @@ def synthetic_tiny_world() -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def tiny_model(tokenizer: Any, seed: int = 0, max_position_embeddings: int = 8192) -> Any:
-    """A random tiny Llama-style decoder sized to ``tokenizer`` (EOS = the tokenizer's)."""
+    """A random tiny Llama-style decoder sized to ``tokenizer`` (EOS = the tokenizer's). Weights are
+    drawn with NumPy into the abstract model: eager JAX init compiles every initializer (~15 s on a
+    busy 2-core machine), this takes well under a second."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
     from flax import nnx
 
     from r2rank_jax.models.config import ModelConfig
@@ -36,7 +41,15 @@ def tiny_model(tokenizer: Any, seed: int = 0, max_position_embeddings: int = 819
     cfg = ModelConfig(vocab_size=len(tokenizer), model_type="llama", attention_bias=False, tie_word_embeddings=True,
                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id or 0,
                       max_position_embeddings=max_position_embeddings, **TINY_SIZES)
-    return Decoder(cfg, rngs=nnx.Rngs(seed))
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: Decoder(cfg, rngs=nnx.Rngs(seed))))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        if "scale" in jax.tree_util.keystr(path):  # RMSNorm scales start at 1
+            return jnp.ones(leaf.shape, leaf.dtype)
+        return jnp.asarray((rng.standard_normal(leaf.shape) * 0.02).astype(leaf.dtype))
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
 
 
 def load_local_model(*, hf_dir: str | None = None, gguf: str | None = None, synthetic_tiny: bool = False,
