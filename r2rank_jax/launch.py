@@ -1,0 +1,85 @@
+"""One launcher for the whole pipeline.
+
+    python -m r2rank_jax.launch --config=configs/X.py [--config.FIELD=VALUE ...] [--mesh=data:2,fsdp:2,tensor:2]
+        --workdir=DIR [--resume] [--overwrite] STAGE
+
+STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). The resolved config is written to
+WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host: when
+the environment names a coordinator (JAX_COORDINATOR_ADDRESS, or R2RANK_DISTRIBUTED=1 on a TPU pod),
+`jax.distributed.initialize()` runs before anything touches the devices.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+STAGES = ("prepare", "synthesize", "sft", "rl", "eval")
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
+    parser = argparse.ArgumentParser(prog="python -m r2rank_jax.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="configs/NAME.py")
+    parser.add_argument("--mesh", default=None, help="e.g. data:2,fsdp:2,tensor:2, or auto (default: no mesh)")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--resume", action="store_true", help="continue sft/rl from the latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="let prepare replace an existing benchmark")
+    parser.add_argument("stage", choices=STAGES + ("all",))
+    args, rest = parser.parse_known_args(argv)
+    overrides = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not key.startswith("--config.") or not sep:
+            parser.error(f"unrecognized argument {item!r} (config overrides look like --config.rl.steps=10)")
+        overrides[key[len("--config."):]] = value
+    return args, overrides
+
+
+def maybe_init_distributed() -> None:
+    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("R2RANK_DISTRIBUTED") == "1":
+        import jax
+
+        jax.distributed.initialize()
+
+
+def run_stage(stage: str, cfg, wd, mesh, args) -> dict:
+    if stage == "prepare":
+        from r2rank_jax.stages import prepare
+        return prepare.run(cfg, wd, overwrite=args.overwrite)
+    if stage == "synthesize":
+        from r2rank_jax.stages import synthesize
+        return synthesize.run(cfg, wd)
+    if stage == "sft":
+        from r2rank_jax.stages import sft
+        return sft.run(cfg, wd, mesh, resume=args.resume)
+    if stage == "rl":
+        from r2rank_jax.stages import rl
+        return rl.run(cfg, wd, mesh, resume=args.resume)
+    from r2rank_jax.stages import evaluate
+    return evaluate.run(cfg, wd, mesh)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse(argv)
+    maybe_init_distributed()
+    from r2rank_jax.config import apply_overrides, load_config_file, write_resolved
+    from r2rank_jax.stages.workdir import Workdir
+
+    cfg = apply_overrides(load_config_file(args.config), overrides)
+    wd = Workdir(pathlib.Path(args.workdir))
+    write_resolved(cfg, wd.root)
+    mesh = None
+    if args.mesh:
+        from r2rank_jax.mesh import make_mesh
+        mesh = make_mesh(args.mesh)
+    for stage in (STAGES if args.stage == "all" else (args.stage,)):
+        result = run_stage(stage, cfg, wd, mesh, args)
+        if isinstance(result, dict) and result.get("preempted"):
+            return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

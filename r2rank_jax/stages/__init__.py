@@ -1,0 +1,1 @@
+"""Pipeline stages run by the launcher: prepare → synthesize → sft → rl → eval."""

@@ -1,0 +1,102 @@
+"""Pieces every training/eval stage builds the same way from an ExperimentConfig and a Workdir."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from r2rank_jax.config import ExperimentConfig, OptimSpec
+from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, fit_to_buckets, make_iterator
+from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
+from r2rank_jax.mesh import batch_sharding
+from r2rank_jax.sampling.params import SamplingParams
+from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
+from r2rank_jax.sampling.stops import StopStrings
+from r2rank_jax.stages.build import build_model, load_tokenizer
+from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like, train_metadata
+from r2rank_jax.train.logging import MetricsLogger
+from r2rank_jax.train.optim import OptimConfig, make_optimizer
+from r2rank_jax.train.state import create_train_state
+
+STOP_STRING = "</answer>"
+
+
+def tokenizer(cfg: ExperimentConfig, wd: Workdir, stage: str) -> Any:
+    """The stage's tokenizer; first checks that `prepare` has run (a clear error naming the stage otherwise)."""
+    wd.require(wd.benchmark, stage, "prepare")
+    return load_tokenizer(cfg, wd, stage)
+
+
+def optimizer(spec: OptimSpec):
+    return make_optimizer(OptimConfig(**dataclasses.asdict(spec)))
+
+
+def train_state(model, head, llm_optim: OptimSpec, head_optim: OptimSpec, seed: int, mesh=None):
+    return create_train_state(model, head, optimizer(llm_optim), optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
+
+
+def checkpointer(directory, model, head, best_metric: str | None, best_mode: str = "max") -> Checkpointer:
+    return Checkpointer(CheckpointConfig(directory=str(directory / "checkpoints"), best_metric=best_metric,
+                                         best_mode=best_mode), metadata=train_metadata(model.config, head))
+
+
+def logger(wd: Workdir, stage: str, total_steps: int) -> MetricsLogger:
+    return MetricsLogger(wd.root, stage, total_steps=total_steps)
+
+
+def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=None, stage: str = "rl"):
+    """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one (best, else latest), else the base model."""
+    model, head = build_model(cfg, tok, mesh)
+    ckpt_dir = wd.sft / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return model, head
+    with Checkpointer(CheckpointConfig(directory=str(ckpt_dir))) as ckpt:
+        step = ckpt.best_step() or ckpt.latest_step()
+        if step is None:
+            return model, head
+        target = {"llm": nnx.split(model)[1], "head": nnx.split(head)[1]}
+        params = ckpt.restore_params(abstract_like(target), step=step)
+    nnx.update(model, params["llm"])
+    nnx.update(head, params["head"])
+    return model, head
+
+
+def sampler(model, tok: Any, cfg: ExperimentConfig, max_new_tokens: int) -> Sampler:
+    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
+    buckets = tuple(sorted(set(cfg.data.prefix_buckets) | set(cfg.data.suffix_buckets)))
+    return Sampler(model, SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tok.pad_token_id or 0,
+                                        buckets=buckets),
+                   stops=StopStrings.from_tokenizer([STOP_STRING], tok, model.config.vocab_size))
+
+
+def sampling_params(batch: int, temperature: float) -> SamplingParams:
+    return SamplingParams.make(batch, temperature=temperature)
+
+
+def prompts_and_pipeline(cfg: ExperimentConfig, tok: Any, wd: Workdir, batch_users: int,
+                         variant: str = "cot") -> tuple[PromptBuilder, PipelineConfig]:
+    d = cfg.data
+    pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets, suffix_buckets=d.suffix_buckets,
+                              seed=cfg.seed)
+    prompt_cfg = fit_to_buckets(PromptConfig(variant=variant, max_prompt_tokens=d.max_prompt_tokens), pipeline)
+    return PromptBuilder(tok, source(wd, "train").items, prompt_cfg), pipeline
+
+
+def source(wd: Workdir, split: str) -> SplitSource:
+    return SplitSource(wd.require(wd.benchmark, split, "prepare"), split)
+
+
+def iterator(wd: Workdir, split: str, builder: PromptBuilder, pipeline: PipelineConfig):
+    return make_iterator(source(wd, split), builder, pipeline)
+
+
+def put_batch(batch: Any, mesh=None) -> Any:
+    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh)."""
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, batch)
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), batch_sharding(mesh, np.ndim(x))), batch)

@@ -1,0 +1,105 @@
+"""Stage `rl`: Algorithm 1 of the paper.
+
+Each step: U train users → K rationales each from the current policy (sampler, shared prefix) →
+RLBatch → the jitted train_step (PL rankings, NDCG rewards, PPO on θ, REINFORCE on φ). Every
+`eval_every` steps: validation NDCG@10 with greedy rationales, a checkpoint (best kept by it), and
+early stopping after `patience` evaluations without improvement. Starts from the SFT checkpoint when
+the workdir has one (else from the base model: the paper's RL-only ablation). Resumable; SIGTERM
+saves and exits.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+
+from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.stages import common
+from r2rank_jax.stages.scoring import mean_ndcg, score_split
+from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.train.loop import LoopConfig, run_loop
+from r2rank_jax.train.rl import RLConfig, make_train_step
+from r2rank_jax.train.rollout import rollout
+from r2rank_jax.train.state import state_shardings
+
+
+class EarlyStopping:
+    """Tracks validation NDCG@10; `stop` turns True after `patience` evaluations without improvement."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.bad, self.stop = patience, -np.inf, 0, False
+
+    def update(self, value: float) -> None:
+        if value > self.best + 1e-9:
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+            self.stop = self.patience > 0 and self.bad >= self.patience
+
+
+class _Until:
+    """The data iterator, ending (StopIteration → the loop saves and returns) once `flag.stop` is set.
+
+    Its state is the wrapped iterator's as JSON bytes: Grain's checkpoint handler saves any
+    non-DatasetIterator that way.
+    """
+
+    def __init__(self, flag: EarlyStopping, it):
+        self.flag, self.it = flag, it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.flag.stop:
+            raise StopIteration
+        return next(self.it)
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.it.get_state()).encode()
+
+    def set_state(self, state: bytes) -> None:
+        self.it.set_state(json.loads(state))
+
+    def start_prefetch(self) -> None:
+        getattr(self.it, "start_prefetch", lambda: None)()
+
+
+def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+    r = cfg.rl
+    tokenizer = common.tokenizer(cfg, wd, "rl")
+    model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh, stage="rl")
+    static, state = common.train_state(model, head, r.llm_optim, r.head_optim, cfg.seed, mesh)
+    sampler = common.sampler(model, tokenizer, cfg, r.max_new_tokens)
+    rl_cfg = RLConfig(num_rankings=r.num_rankings, advantage=r.advantage, baseline=r.baseline, clip_eps=r.clip_eps,
+                      temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm, microbatches=r.microbatches)
+    train_step = make_train_step(static, rl_cfg, state_sharding=state_shardings(state) if mesh else None, mesh=mesh)
+    builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=r.batch_users)
+    train_iter = common.iterator(wd, "train", builder, pipeline)
+    valid = common.source(wd, "valid")
+    stopper = EarlyStopping(r.patience)
+
+    def rl_step(state, batch):
+        u, k = batch["labels"].shape
+        params = common.sampling_params(u * k, r.temperature)
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), int(state.step))
+        rl_batch, _ = rollout(sampler, state.llm, batch, params, key)
+        return train_step(state, common.put_batch(rl_batch, mesh))
+
+    def evaluate(state):
+        scores = score_split(sampler, state.llm, static.head_def, state.head, valid, builder, pipeline,
+                             max_users=r.eval_users)
+        ndcg = mean_ndcg(scores)
+        stopper.update(ndcg)
+        return {"valid_ndcg@10": ndcg, "best_valid_ndcg@10": stopper.best}
+
+    with common.logger(wd, "rl", r.steps) as logger, common.checkpointer(wd.rl, model, head, "valid_ndcg@10") as ckpt:
+        result = run_loop(LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every)),
+                                     eval_every=r.eval_every, save_every=r.checkpoint_every, resume=resume),
+                          state, rl_step, _Until(stopper, train_iter), logger=logger, checkpointer=ckpt,
+                          eval_fn=evaluate, stage="rl")
+    summary = {"stage": "rl", "step": result.step, "preempted": result.preempted, "early_stopped": stopper.stop,
+               "best_valid_ndcg@10": stopper.best if np.isfinite(stopper.best) else None}
+    print(json.dumps(summary))
+    return summary

@@ -1,0 +1,42 @@
+"""The launcher on the debug config: prepare and RL run end to end; bad inputs fail clearly."""
+import json
+import pathlib
+
+import pytest
+
+from r2rank_jax import launch
+from r2rank_jax.config import ConfigError
+from r2rank_jax.stages.workdir import MissingInputError
+
+DEBUG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
+
+
+def test_unknown_config_key_and_bad_arguments(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config field 'rl.stepz'"):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.stepz=3", "prepare"])
+    with pytest.raises(SystemExit):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--bogus=1", "prepare"])
+
+
+def test_stage_without_its_inputs(tmp_path):
+    with pytest.raises(MissingInputError, match="stage 'rl' needs .*benchmark, which stage 'prepare' writes"):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "rl"])
+
+
+def test_workdir_of_another_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"name": "demo"}))
+    with pytest.raises(ConfigError, match="holds a run of config 'demo', not 'debug_cpu'"):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "prepare"])
+
+
+@pytest.mark.slow
+def test_prepare_then_rl_writes_metrics_and_checkpoints(tmp_path):
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "prepare"]) == 0
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.steps=2", "rl"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["stage"] == "rl"]
+    evals = [r for r in rows if r["stage"] == "rl_eval"]
+    assert train and evals and train[-1]["step"] == 2 and train[-1]["skipped"] == 0
+    assert 0.0 <= evals[-1]["valid_ndcg@10"] <= 1.0
+    assert (tmp_path / "rl" / "checkpoints" / "2").is_dir()
+    assert json.loads((tmp_path / "config.json").read_text())["rl"]["steps"] == 2
