@@ -1,0 +1,137 @@
+"""The jitted SFT step: token cross-entropy of the teacher's response, prompt tokens masked.
+
+A batch is `sft_data`'s layout: ``tokens``/``positions`` `[B, P+R]` (prompt left-padded into the first
+P columns, response right-padded into the last R), ``loss_mask`` `[B, R]`, ``example_mask`` `[B]`.
+The hidden state at column ``P-1+r`` predicts response token ``r``, so only the `[B, R]` response
+slice ever reaches the vocabulary projection, in chunks (`token_logprobs`): prompt positions cost no
+logits. The loss is the mean negative log-likelihood over all response tokens of the (global)
+batch; microbatches split the batch rows and accumulate gradients in a `lax.scan`. Only θ (the LLM)
+and its optimizer state change; the head φ, its optimizer and the RNG key pass through. A
+non-finite loss or gradient leaves the state untouched and is reported as ``skipped``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from r2rank_jax.mesh import batch_sharding
+from r2rank_jax.train.state import Static, TrainState
+from r2rank_jax.train.token_logprobs import token_logprobs
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig:
+    microbatches: int = 1   # gradient accumulation over batch rows
+    logit_chunk: int = 64   # response tokens per chunk of vocabulary logits
+
+    def __post_init__(self) -> None:
+        if self.microbatches < 1 or self.logit_chunk < 1:
+            raise ValueError("SFTConfig.microbatches and SFTConfig.logit_chunk must be >= 1")
+
+
+def response_logprobs(model, tokens: jax.Array, positions: jax.Array, response_len: int,
+                      chunk: int = 64) -> jax.Array:
+    """tokens, positions `[B, P+R]` → log p(response token r | everything before) `[B, R]` float32."""
+    p = tokens.shape[1] - response_len
+    if p < 1:
+        raise ValueError(f"a batch of width {tokens.shape[1]} has no prompt columns before its {response_len} "
+                         "response columns")
+    hidden = model(tokens, positions).hidden                          # [B, P+R, D]
+    h = jax.lax.slice_in_dim(hidden, p - 1, p - 1 + response_len, axis=1)
+    logp, _ = token_logprobs(model, h, tokens[:, p:], 1.0, chunk)
+    return logp
+
+
+def _token_mask(batch: Mapping[str, jax.Array]) -> jax.Array:
+    return batch["loss_mask"] & batch["example_mask"][:, None]
+
+
+def _split_micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
+    b = batch["tokens"].shape[0]
+    if b % n:
+        raise ValueError(f"{b} rows per batch are not divisible into {n} microbatches")
+    return {k: v.reshape((n, b // n) + v.shape[1:]) for k, v in batch.items()}
+
+
+def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: optax.Schedule | None = None,
+                  state_sharding: Any = None, mesh: Mesh | None = None) -> Callable:
+    """Returns ``sft_step(state, batch) -> (state, metrics)``, jitted once per bucket shape, state donated.
+
+    ``batch`` holds ``sft_data.DEVICE_KEYS``. Metrics: loss (mean response-token NLL), tokens,
+    grad_norm, skipped, and lr when ``lr_schedule`` is given.
+    """
+    def loss_fn(llm, mb, denom):
+        model = nnx.merge(static.llm_def, llm)
+        logp = response_logprobs(model, mb["tokens"], mb["positions"], mb["loss_mask"].shape[1], cfg.logit_chunk)
+        nll = -jnp.sum(jnp.where(_token_mask(mb), logp, 0.0))
+        return nll / denom, nll
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step(state: TrainState, batch: Mapping[str, jax.Array]):
+        batch = {k: batch[k] for k in ("tokens", "positions", "loss_mask", "example_mask")}
+        tokens = jnp.sum(_token_mask(batch))
+        denom = jnp.maximum(tokens, 1).astype(jnp.float32)
+
+        def accumulate(carry, mb):
+            grads, loss, nll = carry
+            (l, n), g = grad_fn(state.llm, mb, denom)
+            return (jax.tree.map(jnp.add, grads, g), loss + l, nll + n), None
+
+        init = (jax.tree.map(jnp.zeros_like, state.llm), jnp.zeros(()), jnp.zeros(()))
+        (grads, loss, _), _ = jax.lax.scan(accumulate, init, _split_micro(batch, cfg.microbatches))
+        gnorm = optax.tree.norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, state.llm)
+        new = state.replace(step=state.step + 1, llm=optax.apply_updates(state.llm, updates), llm_opt=llm_opt)
+        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        metrics = {"loss": loss, "tokens": tokens, "grad_norm": gnorm, "skipped": (~ok).astype(jnp.int32)}
+        if lr_schedule is not None:
+            metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
+        return new, metrics
+
+    jitted = jax.jit(step, donate_argnums=0,
+                     out_shardings=None if state_sharding is None else (state_sharding, None))
+    if mesh is None:
+        return jitted
+
+    def on_mesh(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+    on_mesh.jitted = jitted
+    return on_mesh
+
+
+def make_sequence_logprobs(static: Static, chunk: int = 64, mesh: Mesh | None = None) -> Callable:
+    """Returns jitted ``fn(llm_params, batch) -> (sum of response log-probs [B], response tokens [B])``
+    (evaluation: held-out loss, teacher-forced decision scores)."""
+    def fn(llm, batch):
+        model = nnx.merge(static.llm_def, llm)
+        logp = response_logprobs(model, batch["tokens"], batch["positions"], batch["loss_mask"].shape[1], chunk)
+        mask = _token_mask(batch)
+        return jnp.sum(jnp.where(mask, logp, 0.0), axis=1), jnp.sum(mask, axis=1)
+
+    jitted = jax.jit(fn)
+    if mesh is None:
+        return jitted
+
+    def on_mesh(llm, batch):
+        with jax.set_mesh(mesh):
+            return jitted(llm, batch)
+    return on_mesh
+
+
+def put_batch(batch: Mapping[str, np.ndarray], mesh: Mesh | None = None,
+              keys: tuple[str, ...] = ("tokens", "positions", "loss_mask", "labels", "example_mask")) -> dict[str, jax.Array]:
+    """The numeric arrays of a host batch on device; with a mesh, rows split over (data, fsdp)."""
+    if mesh is None:
+        return {k: jnp.asarray(batch[k]) for k in keys}
+    return {k: jax.device_put(np.asarray(batch[k]), batch_sharding(mesh, np.ndim(batch[k]))) for k in keys}

@@ -1,0 +1,278 @@
+"""SFT corpus (teacher rationales) -> statically padded Grain batches with a restorable iterator.
+
+**Corpus format** (JSONL, one object per line; what the teacher-synthesis stage writes):
+
+    {"user_id": "17", "candidate": "203", "label": 1,
+     "prompt_ids": [151644, 872, ...],            # or "prompt": "<|im_start|>user\\n...", or neither
+     "response": "#Initial reasoning: ...\\n<answer>Recommend</answer>",
+     ...}                                        # other fields (teacher, score, ...) are ignored
+
+- ``user_id``, ``candidate`` (item id): which (user, candidate) pair the rationale is about;
+- ``label``: 1 if the candidate is the user's positive, else 0;
+- the prompt, one of: ``prompt_ids`` (the chat-rendered pointwise prompt, prefix + suffix, as token
+  ids: `prompts.UserPrompts.prompt_ids`), ``prompt`` (the chat-rendered text, ending with the
+  assistant header; tokenized without special tokens), or neither, in which case ``prompt_fn`` (e.g.
+  `BenchmarkPrompts` over a prepared benchmark split) builds it from (user_id, candidate);
+- ``response``: the teacher's rationale, ending in ``<answer>Recommend</answer>`` or
+  ``<answer>Not Recommend</answer>`` (or ``response_ids``: token ids). The tokenizer's eos token is
+  appended (the end of the assistant turn) unless the ids already end with it.
+
+By default every response must parse (`answers.parse_decision`) to the decision its label implies
+(the corpus is filtered for correct decisions); ``check_labels=False`` only requires a decision.
+
+**Batches** (numpy; B = batch_size, P/R = prompt/response bucket lengths):
+
+- ``tokens`` `[B, P+R]` int32: the prompt left-padded into ``[:, :P]``, the response right-padded
+  into ``[:, P:]`` (pad id elsewhere); ``positions`` `[B, P+R]` int32: ``0..n+m-1`` on real tokens,
+  -1 on pads (the decoder's convention). So the hidden state at column ``P-1+r`` predicts response
+  token ``r`` for every row: the loss slices are static.
+- ``loss_mask`` `[B, R]` bool: response token r is real (prompt tokens never enter the loss);
+- ``labels`` `[B]` int32, ``example_mask`` `[B]` bool (False on padding rows of a short last batch),
+  ``prompt_lengths``/``response_lengths`` `[B]` int32, ``user_ids``/``candidates`` `[B]` str.
+
+Order of operations on a `grain.MapDataset` (every batch is a pure function of its index): host
+shard -> shuffle(seed, reseeded per epoch) -> batch + pad -> repeat(num_epochs). The iterator's
+``get_state()``/``set_state()`` resumes exactly. Packing several examples into one row is **not
+done**: the decoder masks attention by positions only (key visible iff 0 <= pos(key) <= pos(query)),
+so packed examples would see each other without a segment-id rule in the attention.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+from r2rank_jax.data.answers import parse_decision
+from r2rank_jax.data.errors import DataError
+from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
+from r2rank_jax.data.textio import iter_lines
+
+Batch = dict[str, np.ndarray]
+DEVICE_KEYS: tuple[str, ...] = ("tokens", "positions", "loss_mask", "labels", "example_mask")
+PromptFn = Callable[[str, str], Sequence[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTExample:
+    user_id: str
+    candidate: str
+    label: int
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+    where: str = ""  # "FILE:LINE" for messages
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTDataConfig:
+    batch_size: int = 8
+    prompt_buckets: tuple[int, ...] = (256, 512)
+    response_buckets: tuple[int, ...] = (128, 256)
+    shuffle: bool = True
+    seed: int = 0
+    num_epochs: int | None = None   # None: repeat forever
+    drop_remainder: bool = True     # False: a short last batch is padded (example_mask False)
+    too_long: str = "error"         # an example over the largest buckets: "error" or "skip"
+    check_labels: bool = True
+    shard_index: int = 0
+    shard_count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"SFTDataConfig.batch_size must be >= 1, got {self.batch_size}")
+        for name in ("prompt_buckets", "response_buckets"):
+            b = getattr(self, name)
+            if not b or list(b) != sorted(set(b)) or b[0] < 1:
+                raise ValueError(f"SFTDataConfig.{name} must be increasing positive lengths, got {b}")
+        if self.too_long not in ("error", "skip"):
+            raise ValueError(f"SFTDataConfig.too_long={self.too_long!r}: expected 'error' or 'skip'")
+        if not 0 <= self.shard_index < self.shard_count:
+            raise ValueError(f"need 0 <= shard_index < shard_count, got {self.shard_index}, {self.shard_count}")
+
+
+class BenchmarkPrompts:
+    """`PromptFn` over a prepared benchmark split: (user_id, candidate) -> the pointwise prompt ids."""
+
+    def __init__(self, benchmark_dir: str | os.PathLike[str], split: str, builder: Any):
+        from r2rank_jax.data import benchmark
+
+        self.records = {r.user_id: r for r in benchmark.load_split(benchmark_dir, split)}
+        self.builder = builder
+        self.where = f"{os.fspath(benchmark_dir)}/{split}.jsonl"
+
+    def __call__(self, user_id: str, candidate: str) -> Sequence[int]:
+        record = self.records.get(user_id)
+        if record is None:
+            raise KeyError(f"user {user_id!r} is not in {self.where}")
+        if candidate not in record.candidates:
+            raise KeyError(f"item {candidate!r} is not a candidate of user {user_id!r} in {self.where}")
+        return self.builder.build(record).prompt_ids(record.candidates.index(candidate))
+
+
+def _int_list(obj: dict[str, Any], key: str, path: str, lineno: int) -> tuple[int, ...]:
+    value = obj[key]
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise DataError(path, lineno, f"{key!r} must be a non-empty list of token ids")
+    return tuple(value)
+
+
+def parse_example(obj: Any, tokenizer: Any, path: str, lineno: int, prompt_fn: PromptFn | None = None,
+                  check_labels: bool = True) -> SFTExample:
+    """One corpus line -> `SFTExample` (token ids); raises `DataError` naming ``path:lineno``."""
+    if not isinstance(obj, dict):
+        raise DataError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
+    for key in ("user_id", "candidate", "label"):
+        if key not in obj:
+            raise DataError(path, lineno, f"missing field {key!r}")
+    label = obj["label"]
+    if label not in (0, 1) or isinstance(label, bool):
+        raise DataError(path, lineno, f"'label' must be 0 or 1, got {label!r}")
+    user_id, candidate = str(obj["user_id"]), str(obj["candidate"])
+    if "prompt_ids" in obj:
+        prompt = _int_list(obj, "prompt_ids", path, lineno)
+    elif "prompt" in obj:
+        prompt = tuple(tokenizer(str(obj["prompt"]), add_special_tokens=False)["input_ids"])
+    elif prompt_fn is not None:
+        try:
+            prompt = tuple(prompt_fn(user_id, candidate))
+        except (KeyError, ValueError) as e:
+            raise DataError(path, lineno, f"cannot build the prompt: {e}") from None
+    else:
+        raise DataError(path, lineno, "no 'prompt_ids' or 'prompt' field, and no prompt_fn to build the prompt")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token (needed to end SFT responses)")
+    if "response_ids" in obj:
+        response = list(_int_list(obj, "response_ids", path, lineno))
+        text = tokenizer.decode(response, skip_special_tokens=True)
+    elif "response" in obj:
+        text = str(obj["response"])
+        response = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    else:
+        raise DataError(path, lineno, "missing field 'response' (or 'response_ids')")
+    decision = parse_decision(text)
+    if decision is None:
+        raise DataError(path, lineno, "the response has no <answer>Recommend</answer> or "
+                                      "<answer>Not Recommend</answer> decision")
+    if check_labels and decision != (RECOMMEND if label == 1 else NOT_RECOMMEND):
+        raise DataError(path, lineno, f"the response decides {decision!r} but label={label} (an unfiltered "
+                                      "corpus? pass check_labels=False to train on it anyway)")
+    if not response or response[-1] != eos:
+        response.append(eos)
+    return SFTExample(user_id, candidate, int(label), prompt, tuple(response), f"{path}:{lineno}")
+
+
+def load_corpus(path: str | os.PathLike[str], tokenizer: Any, prompt_fn: PromptFn | None = None,
+                check_labels: bool = True) -> list[SFTExample]:
+    """Every example of a JSONL corpus, tokenized (see module docstring)."""
+    path = os.fspath(path)
+    out = []
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, lineno, f"invalid JSON ({e.msg})") from None
+        out.append(parse_example(obj, tokenizer, path, lineno, prompt_fn, check_labels))
+    if not out:
+        raise DataError(path, None, "the corpus holds no examples")
+    return out
+
+
+def bucket(length: int, buckets: Sequence[int]) -> int | None:
+    """The smallest bucket >= ``length`` (None when none is)."""
+    i = bisect.bisect_left(buckets, length)
+    return buckets[i] if i < len(buckets) else None
+
+
+def fit_examples(examples: Sequence[SFTExample], config: SFTDataConfig) -> list[SFTExample]:
+    """The examples that fit the largest buckets; the others raise `DataError` or are dropped (``too_long``)."""
+    kept = []
+    p_max, r_max = config.prompt_buckets[-1], config.response_buckets[-1]
+    for ex in examples:
+        if len(ex.prompt_ids) <= p_max and len(ex.response_ids) <= r_max:
+            kept.append(ex)
+        elif config.too_long == "error":
+            path, _, line = ex.where.rpartition(":")
+            raise DataError(path or ex.where, int(line) if line.isdigit() else None,
+                            f"prompt of {len(ex.prompt_ids)} / response of {len(ex.response_ids)} tokens exceeds "
+                            f"the largest buckets ({p_max} / {r_max}); raise SFTDataConfig.prompt_buckets/"
+                            "response_buckets or set too_long='skip'")
+    if not kept:
+        raise ValueError(f"no SFT example fits the buckets ({p_max} prompt / {r_max} response tokens)")
+    return kept
+
+
+class Collate:
+    """Pads a list of `SFTExample` into one static-shape batch (module docstring)."""
+
+    def __init__(self, batch_size: int, prompt_buckets: Sequence[int], response_buckets: Sequence[int], pad_id: int):
+        self.batch_size = batch_size
+        self.prompt_buckets = tuple(prompt_buckets)
+        self.response_buckets = tuple(response_buckets)
+        self.pad_id = pad_id
+
+    def __call__(self, examples: Sequence[SFTExample]) -> Batch:
+        b_n = self.batch_size
+        p_len = bucket(max(len(e.prompt_ids) for e in examples), self.prompt_buckets)
+        r_len = bucket(max(len(e.response_ids) for e in examples), self.response_buckets)
+        if p_len is None or r_len is None:
+            raise ValueError(f"an example exceeds the largest buckets {self.prompt_buckets[-1]}/{self.response_buckets[-1]}")
+        out: Batch = {
+            "tokens": np.full((b_n, p_len + r_len), self.pad_id, np.int32),
+            "positions": np.full((b_n, p_len + r_len), -1, np.int32),
+            "loss_mask": np.zeros((b_n, r_len), bool),
+            "labels": np.zeros((b_n,), np.int32),
+            "example_mask": np.zeros((b_n,), bool),
+            "prompt_lengths": np.zeros((b_n,), np.int32),
+            "response_lengths": np.zeros((b_n,), np.int32),
+            "user_ids": np.full((b_n,), "", dtype=object),
+            "candidates": np.full((b_n,), "", dtype=object),
+        }
+        for i, ex in enumerate(examples):
+            n, m = len(ex.prompt_ids), len(ex.response_ids)
+            out["tokens"][i, p_len - n:p_len] = ex.prompt_ids
+            out["tokens"][i, p_len:p_len + m] = ex.response_ids
+            out["positions"][i, p_len - n:p_len + m] = np.arange(n + m)
+            out["loss_mask"][i, :m] = True
+            out["labels"][i] = ex.label
+            out["example_mask"][i] = True
+            out["prompt_lengths"][i] = n
+            out["response_lengths"][i] = m
+            out["user_ids"][i] = ex.user_id
+            out["candidates"][i] = ex.candidate
+        out["user_ids"] = out["user_ids"].astype(str)
+        out["candidates"] = out["candidates"].astype(str)
+        return out
+
+
+def make_dataset(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: int) -> grain.MapDataset:
+    """The batched `grain.MapDataset` (index = global batch number, epochs included)."""
+    examples = fit_examples(examples, config)
+    ds = grain.MapDataset.source(examples)
+    if config.shard_count > 1:
+        ds = ds[config.shard_index::config.shard_count]
+    if len(ds) < config.batch_size and config.drop_remainder:
+        raise ValueError(f"{len(ds)} SFT examples on this shard, fewer than batch_size={config.batch_size}, "
+                         "and drop_remainder is on: no batch at all")
+    if config.shuffle:
+        ds = ds.shuffle(seed=config.seed)
+    collate = Collate(config.batch_size, config.prompt_buckets, config.response_buckets, pad_id)
+    ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder, batch_fn=collate)
+    return ds.repeat(config.num_epochs)
+
+
+def make_iterator(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: int) -> grain.DatasetIterator:
+    """A checkpointable iterator of batches (``get_state``/``set_state``)."""
+    return iter(make_dataset(examples, config, pad_id).to_iter_dataset())
+
+
+def device_batch(batch: Batch) -> dict[str, np.ndarray]:
+    """The numeric arrays a jitted step takes (strings and bookkeeping dropped)."""
+    return {k: batch[k] for k in DEVICE_KEYS}
