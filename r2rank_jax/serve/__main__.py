@@ -1,8 +1,8 @@
 """CLI: python -m r2rank_jax.serve (--hf_dir DIR | --gguf FILE | --synthetic_tiny) [--host H] [--port P]
 
 Binds to 127.0.0.1 unless ``--host`` says otherwise; ``--port 0`` picks a free port. Prints
-``listening on http://HOST:PORT`` once ready. Generation is greedy for now (`GreedyGenerator`);
-requests with temperature > 0 are answered greedily.
+``listening on http://HOST:PORT`` once ready. Generation: `teacher.generator.SamplerGenerator`
+(greedy at temperature 0, else temperature/top-p sampling; stop strings).
 """
 from __future__ import annotations
 
@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from r2rank_jax.serve.engine import Engine
     from r2rank_jax.serve.server import Server
-    from r2rank_jax.teacher.generator import GreedyGenerator
+    from r2rank_jax.teacher.generator import SamplerGenerator
     from r2rank_jax.teacher.local_model import load_local_model
 
     try:
         model, tokenizer, name = load_local_model(hf_dir=args.hf_dir, gguf=args.gguf, synthetic_tiny=args.synthetic_tiny,
                                                   tokenizer_dir=args.tokenizer, dtype=args.dtype)
-        engine = Engine(model, tokenizer, GreedyGenerator(model, tokenizer), name=args.model_name or name,
+        engine = Engine(model, tokenizer, SamplerGenerator(model, tokenizer), name=args.model_name or name,
                         max_tokens_limit=args.max_tokens_limit, default_max_tokens=args.default_max_tokens)
         server = Server(engine, args.host, args.port)
     except (ValueError, OSError) as e:

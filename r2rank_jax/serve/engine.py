@@ -18,6 +18,7 @@ from r2rank_jax.models.head import ScoringHead, score_sequences
 from r2rank_jax.serve.schema import ChatRequest, RankRequest
 from r2rank_jax.teacher.generator import Generation, GenerationOptions, Generator
 
+STOP = pt.ANSWER_CLOSE  # a rationale ends at its decision tag, as in RL rollouts
 UNTRAINED_NOTE = ("no trained scoring head is loaded: a fresh head scores every rationale 0, so the ranking is the "
                   "input order")
 
@@ -73,18 +74,24 @@ class Engine:
     # ------------------------------------------------------------------------------ rank
 
     def rank(self, req: RankRequest) -> dict[str, Any]:
-        """K self-reflective rationales (greedy), each scored by the head at its last generated token."""
+        """K self-reflective rationales (greedy, each ending at ``</answer>`` or max_new_tokens), each scored by
+        the head on the decoder's final hidden state at its last generated token."""
         profile = pt.clean_text(req.profile) if req.profile else None
         history = [pt.clean_text(h) for h in req.history]
         prompts = [_chat_ids(self.tokenizer, [{"role": "user", "content":
                                                pt.pointwise_message("cot", profile, history, pt.clean_text(c))}])
                    for c in req.candidates]
         with self.lock:
-            gens = self.generator.generate(prompts, GenerationOptions(max_new_tokens=req.max_new_tokens))
-            scores = self.score(prompts, gens)
+            gens = self.generator.generate(prompts, GenerationOptions(max_new_tokens=req.max_new_tokens, stop=(STOP,)))
+            if all(g.hidden is not None for g in gens):  # the sampler's hidden state at the last token
+                scores = np.asarray(self.head(jnp.asarray(np.stack([g.hidden for g in gens]))))
+            else:
+                scores = self.score(prompts, gens)
+        # The rationale keeps its closing tag (chat replies drop stop strings, OpenAI style).
+        rationales = [self.tokenizer.decode(g.token_ids, skip_special_tokens=True) for g in gens]
         order = sorted(range(len(scores)), key=lambda k: (-scores[k], k))
         ranking = [{"rank": r + 1, "index": k, "candidate": req.candidates[k], "score": float(scores[k]),
-                    "decision": parse_decision(gens[k].text), "rationale": gens[k].text,
+                    "decision": parse_decision(rationales[k]), "rationale": rationales[k],
                     "finish_reason": gens[k].finish_reason} for r, k in enumerate(order)]
         out = {
             "id": f"rank-{uuid.uuid4().hex[:24]}",
@@ -101,7 +108,8 @@ class Engine:
         return out
 
     def score(self, prompts: Sequence[Sequence[int]], gens: Sequence[Generation]) -> np.ndarray:
-        """Head scores `[K]` at each sequence's last token (the last generated one)."""
+        """Head scores `[K]` at each sequence's last token (the last generated one), by a forward pass
+        over prompt + generation (for generators that do not return hidden states)."""
         seqs = [list(p) + list(g.token_ids) for p, g in zip(prompts, gens)]
         rows = _pow2(len(seqs))
         length = max(64, _pow2(max(map(len, seqs))))

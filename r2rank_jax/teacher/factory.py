@@ -6,6 +6,7 @@ import os
 import pathlib
 from typing import Any
 
+from r2rank_jax.data.prompt_text import ANSWER_CLOSE
 from r2rank_jax.teacher.base import Teacher
 
 TEACHERS: tuple[str, ...] = ("openai", "local", "scripted")
@@ -25,7 +26,7 @@ class TeacherSpec:
     max_backoff: float = 60.0
     max_tokens: int = 2048
     temperature: float | None = None
-    # local: a JAX model (greedy for now) from an HF directory, a GGUF file or a tiny random model
+    # local: a JAX model from an HF directory, a GGUF file or a tiny random model (temperature above: None = greedy)
     hf_dir: str | None = None
     gguf: str | None = None
     synthetic_tiny: bool = False
@@ -60,14 +61,16 @@ def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
             max_attempts=spec.max_http_attempts, backoff=spec.backoff, max_backoff=spec.max_backoff,
             max_tokens=spec.max_tokens, temperature=spec.temperature), seed=spec.seed)
         return OpenAITeacher(client, spec.concurrency), None
-    from r2rank_jax.teacher.generator import GenerationOptions, GreedyGenerator
+    from r2rank_jax.teacher.generator import GenerationOptions, SamplerGenerator
     from r2rank_jax.teacher.local import LocalTeacher
     from r2rank_jax.teacher.local_model import load_local_model
 
     model, tokenizer, name = load_local_model(hf_dir=spec.hf_dir, gguf=spec.gguf, synthetic_tiny=spec.synthetic_tiny,
                                               tokenizer_dir=tokenizer_dir, dtype=spec.dtype)
-    generator = GreedyGenerator(model, tokenizer)
-    teacher = LocalTeacher(generator, GenerationOptions(max_new_tokens=spec.max_new_tokens), spec.batch_size,
+    generator = SamplerGenerator(model, tokenizer)
+    options = GenerationOptions(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature or 0.0,
+                                stop=(ANSWER_CLOSE,), seed=spec.seed)
+    teacher = LocalTeacher(generator, options, spec.batch_size,
                            name=f"local:{name}")
     return teacher, tokenizer
 

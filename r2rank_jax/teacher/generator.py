@@ -1,9 +1,8 @@
 """Local text generation behind a small protocol: token-id prompts in, texts (and ids) out.
 
-`Generator` is what the local teacher and `serve` use. `GreedyGenerator` wraps
-`sampling.greedy.greedy_generate`; a sampler with temperature/top-p plugs in by implementing the same
-`generate` (set ``supports_sampling = True``). Stop strings are applied after decoding: the text is
-cut before the first stop string, the ids after the token that completes it.
+`Generator` is what the local teacher and `serve` use; `SamplerGenerator` implements it with
+`sampling.Sampler` (greedy or temperature/top-p, stop strings). Another backend only needs
+``tokenizer``, ``supports_sampling`` and ``generate``.
 
 Prompt lengths are padded up to a bucket and batches up to a power of two, so a server or a corpus
 run compiles a handful of shapes, not one per request.
@@ -37,6 +36,7 @@ class Generation:
     text: str                      # decoded without special tokens, cut before a stop string
     token_ids: tuple[int, ...]     # generated ids (the EOS or the stop string's last token included)
     finish_reason: str             # "stop" (EOS or stop string) or "length"
+    hidden: Any = None             # `[D]` final hidden state at the last generated token, if the generator has it
 
 
 class Generator(Protocol):
@@ -47,37 +47,12 @@ class Generator(Protocol):
         ...
 
 
-def _bucket(n: int, buckets: Sequence[int]) -> int:
-    for b in buckets:
-        if b >= n:
-            return b
-    raise ValueError(f"a prompt of {n} tokens exceeds the largest bucket {buckets[-1]}")
+class SamplerGenerator:
+    """`sampling.Sampler` behind the `Generator` protocol: greedy at temperature 0, else temperature /
+    top-p sampling with a key from ``options.seed``; stop strings end generation inside the decode loop.
+    Each `Generation` carries the decoder's final hidden state at its last generated token."""
 
-
-def apply_stop(tokenizer: Any, ids: Sequence[int], stop: Sequence[str]) -> tuple[str, list[int], bool]:
-    """(text cut before the earliest stop string, ids up to the token completing it, stopped?)."""
-    ids = list(ids)
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    if not hits:
-        return text, ids, False
-    cut = min(hits)
-    target = [s for s in stop if s and text.find(s) == cut][0]
-    # Smallest n whose decoded prefix holds the stop string (monotone in n, so bisect).
-    lo, hi = 1, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if target in tokenizer.decode(ids[:mid], skip_special_tokens=True):
-            hi = mid
-        else:
-            lo = mid + 1
-    return text[:cut], ids[:lo], True
-
-
-class GreedyGenerator:
-    """Greedy decoding with `greedy_generate` (temperature and top_p are ignored)."""
-
-    supports_sampling = False
+    supports_sampling = True
 
     def __init__(self, model: Any, tokenizer: Any, eos_ids: Sequence[int] | None = None, pad_id: int | None = None,
                  buckets: Sequence[int] = DEFAULT_BUCKETS):
@@ -90,27 +65,43 @@ class GreedyGenerator:
             raise ValueError("no EOS token id: the model config and the tokenizer define none; pass eos_ids")
         self.pad_id = pad_id if pad_id is not None else (model.config.pad_token_id or 0)
         self.buckets = tuple(buckets)
+        self._samplers: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _sampler(self, max_new_tokens: int, stop: tuple[str, ...]) -> Any:
+        from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
+        from r2rank_jax.sampling.stops import StopStrings
+
+        key = (max_new_tokens, stop)
+        if key not in self._samplers:
+            if len(self._samplers) >= 16:  # stop tables decode the whole vocabulary: keep a few
+                self._samplers.pop(next(iter(self._samplers)))
+            stops = StopStrings.from_tokenizer(stop, self.tokenizer, self.model.config.vocab_size) if stop else None
+            config = SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=self.eos_ids, pad_id=self.pad_id,
+                                   buckets=self.buckets)
+            self._samplers[key] = Sampler(self.model, config, stops)
+        return self._samplers[key]
 
     def generate(self, prompts: Sequence[Sequence[int]], options: GenerationOptions) -> list[Generation]:
-        import jax.numpy as jnp
+        import jax
 
-        from r2rank_jax.models.batching import left_pad
-        from r2rank_jax.sampling.greedy import greedy_generate
+        from r2rank_jax.sampling.params import SamplingParams
 
         if not prompts:
             return []
-        length = _bucket(max(len(p) for p in prompts), self.buckets)
-        rows = 1 << (len(prompts) - 1).bit_length()
-        padded = list(prompts) + [prompts[0]] * (rows - len(prompts))
-        tokens, positions = left_pad(padded, pad_id=self.pad_id, length=length)
-        ids, valid = greedy_generate(self.model, jnp.asarray(tokens), jnp.asarray(positions),
-                                     jnp.asarray(self.eos_ids, jnp.int32), max_new_tokens=options.max_new_tokens)
-        ids, valid = np.asarray(ids), np.asarray(valid)
-        out = []
+        stop = tuple(s for s in options.stop if s)
+        sampler = self._sampler(options.max_new_tokens, stop)
+        rows = 1 << (len(prompts) - 1).bit_length()  # few batch shapes, few compiles
+        padded = [list(p) for p in prompts] + [list(prompts[0])] * (rows - len(prompts))
+        params = SamplingParams.make(rows, temperature=options.temperature, top_p=options.top_p)
+        out = sampler.generate(padded, params, jax.random.key(options.seed))
+        ids, valid, stopped, hidden = (np.asarray(x) for x in (out.ids, out.valid, out.stopped, out.hidden))
+        result = []
         for b in range(len(prompts)):
             gen = [int(t) for t, v in zip(ids[b], valid[b]) if v]
-            hit_eos = bool(gen) and gen[-1] in self.eos_ids
-            text, kept, stopped = apply_stop(self.tokenizer, gen, options.stop)
-            finish = "stop" if stopped or hit_eos else "length"
-            out.append(Generation(text=text, token_ids=tuple(kept), finish_reason=finish))
-        return out
+            text = self.tokenizer.decode(gen, skip_special_tokens=True)
+            cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+            if cuts:  # OpenAI semantics: the stop string is not part of the returned text
+                text = text[:min(cuts)]
+            result.append(Generation(text=text, token_ids=tuple(gen), finish_reason="stop" if stopped[b] else "length",
+                                     hidden=hidden[b]))
+        return result

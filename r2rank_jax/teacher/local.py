@@ -1,7 +1,8 @@
 """Teacher = a local JAX model through a `Generator`, batch by batch.
 
 Each request's message (normally the self-reflective prompt with the answer-conditioned hint of
-`teacher.prompts`) is rendered as one user turn with the model's chat template.
+`teacher.prompts`) is rendered as one user turn with the model's chat template. Generation stops at
+EOS or at ``</answer>`` (as RL rollouts do), which the response keeps.
 """
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ class LocalTeacher:
                     yield TeacherReply(request=r, text=None, failure="error", error=str(e)[:300])
                 continue
             for r, g in zip(batch, generations):
-                yield TeacherReply(request=r, text=g.text)
+                # Decoded from the ids, so the response keeps its closing </answer> (g.text drops stop strings).
+                text = self.generator.tokenizer.decode(g.token_ids, skip_special_tokens=True)
+                yield TeacherReply(request=r, text=text)
 
     def close(self) -> None:
         pass

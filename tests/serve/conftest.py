@@ -32,12 +32,12 @@ def served(tiny_parts):
     from r2rank_jax.models.head import ScoringHead
     from r2rank_jax.serve.engine import Engine
     from r2rank_jax.serve.server import Server
-    from r2rank_jax.teacher.generator import GreedyGenerator
+    from r2rank_jax.teacher.generator import SamplerGenerator
 
     model, tokenizer = tiny_parts
     head = ScoringHead(model.config.hidden_size, 32, rngs=nnx.Rngs(1))
     head.w2[...] = jax.random.normal(jax.random.key(2), head.w2[...].shape)
-    engine = Engine(model, tokenizer, GreedyGenerator(model, tokenizer), name="tiny", head=head,
+    engine = Engine(model, tokenizer, SamplerGenerator(model, tokenizer), name="tiny", head=head,
                     max_tokens_limit=64, default_max_tokens=8)
     server = Server(engine, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

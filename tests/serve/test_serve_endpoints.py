@@ -8,7 +8,7 @@ import pytest
 from r2rank_jax.serve.engine import Engine
 from r2rank_jax.serve.schema import RankRequest
 from r2rank_jax.teacher import ledger
-from r2rank_jax.teacher.generator import GreedyGenerator
+from r2rank_jax.teacher.generator import SamplerGenerator
 from r2rank_jax.teacher.http_teacher import OpenAITeacher
 from r2rank_jax.teacher.openai_client import ChatClient, ClientConfig
 from r2rank_jax.teacher.synthesize import SynthesisConfig, synthesize
@@ -80,7 +80,7 @@ def test_rank_sorts_candidates_by_score(served):
 
 def test_untrained_head_gives_zero_scores(tiny_parts):
     model, tokenizer = tiny_parts
-    engine = Engine(model, tokenizer, GreedyGenerator(model, tokenizer), name="tiny")
+    engine = Engine(model, tokenizer, SamplerGenerator(model, tokenizer), name="tiny")
     out = engine.rank(RankRequest(history=tuple(HISTORY), profile=None, candidates=tuple(CANDIDATES), max_new_tokens=8))
     assert out["head"] == "untrained" and "note" in out
     assert [r["score"] for r in out["ranking"]] == [0.0] * 3 and [r["index"] for r in out["ranking"]] == [0, 1, 2]
@@ -124,18 +124,17 @@ def test_internal_errors_are_500_with_a_message(served, monkeypatch):
     assert status == 500 and "generator exploded" in out["error"]["message"] and out["error"]["type"] == "server_error"
 
 
-def test_scores_match_a_direct_forward(served, tiny_parts):
-    """The score of a padded, batched sequence equals head(hidden at its last token) of an unpadded forward."""
-    import jax.numpy as jnp
-    from flax import nnx
+def test_sampler_hidden_state_matches_a_teacher_forced_forward(served):
+    """Rank scores use the sampler's hidden state at the last generated token; a forward pass over
+    prompt + rationale (`Engine.score`) must give the same scores."""
+    from r2rank_jax.data import prompt_text as pt
+    from r2rank_jax.serve.engine import STOP, _chat_ids
+    from r2rank_jax.teacher.generator import GenerationOptions
 
-    from r2rank_jax.teacher.generator import Generation
-
-    model, _ = tiny_parts
     engine = served.engine
-    prompts, gens = [[3, 4, 5, 6], [7, 8]], [Generation("", (9, 10), "length"), Generation("", (11,), "length")]
-    got = engine.score(prompts, gens)
-    seq = jnp.asarray([prompts[0] + list(gens[0].token_ids)])
-    hidden = nnx.jit(lambda m, t: m(t, jnp.arange(t.shape[1])[None]).hidden)(model, seq)
-    np.testing.assert_allclose(got[0], float(engine.head(hidden[0, -1])), rtol=1e-4, atol=1e-5)
-    assert got[0] != got[1]
+    prompts = [_chat_ids(engine.tokenizer, [{"role": "user", "content": pt.pointwise_message("cot", None, HISTORY, c)}])
+               for c in CANDIDATES]
+    gens = engine.generator.generate(prompts, GenerationOptions(max_new_tokens=8, stop=(STOP,)))
+    from_sampler = np.asarray(engine.head(np.stack([g.hidden for g in gens])))
+    np.testing.assert_allclose(engine.score(prompts, gens), from_sampler, rtol=1e-4, atol=1e-5)
+    assert len(set(from_sampler.tolist())) == 3

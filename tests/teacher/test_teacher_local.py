@@ -1,11 +1,9 @@
 """Local teacher: answer-conditioned rationalization through a Generator; the tiny JAX model end to end."""
 import json
 
-from transformers import AutoTokenizer
-
 from r2rank_jax.teacher import ledger
 from r2rank_jax.teacher.factory import TeacherSpec
-from r2rank_jax.teacher.generator import Generation, GenerationOptions, apply_stop
+from r2rank_jax.teacher.generator import Generation, GenerationOptions
 from r2rank_jax.teacher.local import LocalTeacher
 from r2rank_jax.teacher.prompts import RATIONALIZATION_HINT, leaks_hint, rationalization_message
 from r2rank_jax.teacher.synthesize import SynthesisConfig, synthesize, synthesize_benchmark
@@ -30,7 +28,8 @@ class HintFollower:
             self.calls += 1
             leak = "As I was told, " if self.calls % 3 == 0 else ""
             body = f"#Initial reasoning: x\n#Self-check: y\n#Final conclusion and suggestion: {leak}z\n<answer>{answer}</answer>"
-            out.append(Generation(text=body, token_ids=(1,), finish_reason="stop"))
+            ids = tuple(self.tokenizer(body, add_special_tokens=False)["input_ids"])
+            out.append(Generation(text=body, token_ids=ids, finish_reason="stop"))
         return out
 
 
@@ -52,15 +51,6 @@ def test_hint_text():
     assert msg.startswith("MESSAGE\n\n") and msg.count("<answer>Not Recommend</answer>") == 2
     assert "{answer}" in RATIONALIZATION_HINT
     assert leaks_hint("The correct decision is given") and not leaks_hint("The user likes racing games.")
-
-
-def test_apply_stop_cuts_text_and_ids(tiny_world):
-    tok = AutoTokenizer.from_pretrained(str(tiny_world[1]))
-    ids = tok("I recommend it.\n<answer>Recommend</answer> and more text", add_special_tokens=False)["input_ids"]
-    text, kept, stopped = apply_stop(tok, ids, ["</answer>"])
-    assert stopped and text == "I recommend it.\n<answer>Recommend"
-    assert tok.decode(kept).endswith("</answer>") and len(kept) < len(ids)
-    assert apply_stop(tok, ids, ["never"]) == (tok.decode(ids, skip_special_tokens=True), ids, False)
 
 
 def test_local_tiny_model_end_to_end(tiny_world, tmp_path):
