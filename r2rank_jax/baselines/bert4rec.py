@@ -1,0 +1,130 @@
+"""BERT4Rec (Sun et al. 2019): a bidirectional transformer trained with the cloze task.
+
+2 bidirectional pre-LN blocks, hidden 64, 2 heads, GELU feed-forward of width 256, dropout 0.2,
+learned positions over max_len + 1 = 21 slots. Training sequences are the train users'
+``history + [positive]``; every real item is replaced by [MASK] with probability 0.2 (at least one
+per sequence), and the model predicts the masked items with a softmax over all items (output layer
+tied to the item embeddings, plus a per-item bias). At most `max_predictions` masked slots per
+sequence enter the loss (fixed shapes); further draws stay unmasked. Scoring appends [MASK] to the
+user's history and reads the candidates' logits there. Adam, lr 1e-3.
+
+    python -m r2rank_jax.baselines.bert4rec --benchmark DIR --out PATH.jsonl [--split test] [--seed 0]
+        [--epochs 20] [--batch_size 128] [--max_sequences_per_epoch 0]
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from r2rank_jax.baselines import common
+from r2rank_jax.baselines.training import FitConfig, batched_apply, fit
+from r2rank_jax.baselines.transformer import SequenceEncoder
+from r2rank_jax.data.benchmark import Record
+
+
+@dataclasses.dataclass(frozen=True)
+class BERT4RecConfig:
+    max_len: int = 20  # history length; the model sees max_len + 1 slots (history + [MASK])
+    dim: int = 64
+    heads: int = 2
+    layers: int = 2
+    dropout: float = 0.2
+    mask_prob: float = 0.2
+    max_predictions: int = 7
+
+
+class BERT4Rec(nnx.Module):
+    def __init__(self, num_items: int, cfg: BERT4RecConfig, *, rngs: nnx.Rngs):
+        self.mask_token = num_items + 1
+        self.encoder = SequenceEncoder(num_items + 2, cfg.max_len + 1, cfg.dim, cfg.heads, cfg.layers,
+                                       ffn_dim=4 * cfg.dim, dropout_rate=cfg.dropout, activation="gelu", rngs=rngs)
+        self.out_bias = nnx.Param(jnp.zeros((num_items + 2,)))
+
+    def logits_at(self, hidden: jax.Array, items: jax.Array) -> jax.Array:
+        """hidden `[..., D]`, item indices `[..., K]` -> `[..., K]`."""
+        return jnp.einsum("...d,...kd->...k", hidden, self.encoder.item_embed(items)) + self.out_bias[...][items]
+
+    def score(self, ids: jax.Array, candidates: jax.Array) -> jax.Array:
+        """ids `[B, max_len + 1]` ending in [MASK], candidates `[B, K]` -> `[B, K]`."""
+        return self.logits_at(self.encoder(ids, causal=False)[:, -1], candidates)
+
+
+def cloze_loss(model: BERT4Rec, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
+    """batch: inputs `[B, L]` (with [MASK]s), slots/targets/weights `[B, P]` of the masked positions."""
+    h = model.encoder(batch["inputs"], causal=False, key=key)
+    h = jnp.take_along_axis(h, batch["slots"][..., None], axis=1)  # [B, P, D]
+    table = model.encoder.item_embed.embedding[...]
+    num_items = table.shape[0] - 2
+    logits = h @ table[1:num_items + 1].T + model.out_bias[...][1:num_items + 1]  # [B, P, num_items]
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(batch["targets"] - 1, 0))
+    return jnp.sum(nll * batch["weights"]) / jnp.maximum(batch["weights"].sum(), 1.0)
+
+
+def make_batches(sequences: list[list[int]], cfg: BERT4RecConfig, mask_token: int):
+    padded = common.left_pad(sequences, cfg.max_len + 1)
+    width = padded.shape[1]
+    p = cfg.max_predictions
+
+    def make_batch(indices: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        rows = padded[indices].copy()
+        real = rows != common.PAD
+        masked = real & (rng.random(rows.shape) < cfg.mask_prob)
+        # At least one masked item per sequence: the last one when the draw masked none.
+        masked[~masked.any(1), -1] = True
+        # Keep at most p masked slots, chosen at random among the drawn ones.
+        priority = np.where(masked, rng.random(rows.shape), 2.0)
+        slots = np.argsort(priority, axis=1)[:, :p].astype(np.int32)
+        chosen = np.take_along_axis(masked, slots, axis=1)
+        keep = np.zeros_like(masked)
+        np.put_along_axis(keep, slots, chosen, axis=1)
+        targets = np.where(chosen, np.take_along_axis(rows, slots, axis=1), common.PAD).astype(np.int32)
+        rows[keep] = mask_token
+        return {"inputs": rows, "slots": np.where(chosen, slots, width - 1).astype(np.int32),
+                "targets": targets, "weights": chosen.astype(np.float32)}
+
+    return make_batch
+
+
+def train_bert4rec(train: list[Record], index: common.ItemIndex, cfg: BERT4RecConfig = BERT4RecConfig(),
+                   fit_cfg: FitConfig = FitConfig(), log=print) -> tuple[BERT4Rec, list[float]]:
+    sequences = common.train_sequences(train, index)
+    model = BERT4Rec(index.num_items, cfg, rngs=nnx.Rngs(fit_cfg.seed))
+    losses = fit(model, cloze_loss, make_batches(sequences, cfg, model.mask_token), len(sequences), fit_cfg, log)
+    return model, losses
+
+
+def bert4rec_scores(model: BERT4Rec, records: list[Record], index: common.ItemIndex, max_len: int) -> np.ndarray:
+    """`[N, K]`: candidates' logits at a [MASK] appended to each history."""
+    histories = common.left_pad([index.encode(r.history[-max_len:]) + [model.mask_token] for r in records], max_len + 1)
+    graphdef, params = nnx.split(model)
+    fn = jax.jit(lambda ids, cands: nnx.merge(graphdef, params).score(ids, cands))
+    return batched_apply(fn, histories, common.candidate_matrix(records, index)).astype(np.float64)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common.base_parser("bert4rec", __doc__)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--mask_prob", type=float, default=0.2)
+    parser.add_argument("--max_sequences_per_epoch", type=int, default=0, help="0 = all train sequences")
+    args = parser.parse_args(argv)
+    cfg = BERT4RecConfig(mask_prob=args.mask_prob)
+    fit_cfg = FitConfig(args.epochs, args.batch_size, args.learning_rate, args.max_sequences_per_epoch, seed=args.seed)
+
+    def score(train, evaluated, index):
+        model, _ = train_bert4rec(train, index, cfg, fit_cfg)
+        return bert4rec_scores(model, evaluated, index, cfg.max_len)
+
+    common.run("bert4rec", args, score)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
