@@ -44,9 +44,8 @@ class TeacherSpec:
 
 
 def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
-                 tokenizer_dir: str | None = None) -> tuple[Teacher, Any | None]:
-    """(teacher, the local model's tokenizer or None). The local teacher's tokenizer also renders the
-    corpus prompts unless another tokenizer is given."""
+                 tokenizer: Any = None) -> tuple[Teacher, Any | None]:
+    """(teacher, the local model's tokenizer or None). ``tokenizer`` overrides the local model's own."""
     if spec.kind == "scripted":
         from r2rank_jax.data.synthetic import load_item_attributes
         from r2rank_jax.teacher.scripted import ScriptedTeacher
@@ -66,7 +65,7 @@ def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
     from r2rank_jax.teacher.local_model import load_local_model
 
     model, tokenizer, name = load_local_model(hf_dir=spec.hf_dir, gguf=spec.gguf, synthetic_tiny=spec.synthetic_tiny,
-                                              tokenizer_dir=tokenizer_dir, dtype=spec.dtype)
+                                              tokenizer=tokenizer, dtype=spec.dtype)
     generator = SamplerGenerator(model, tokenizer)
     options = GenerationOptions(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature or 0.0,
                                 stop=(ANSWER_CLOSE,), seed=spec.seed)

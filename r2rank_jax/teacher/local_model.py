@@ -53,15 +53,17 @@ def tiny_model(tokenizer: Any, seed: int = 0, max_position_embeddings: int = 819
 
 
 def load_local_model(*, hf_dir: str | None = None, gguf: str | None = None, synthetic_tiny: bool = False,
-                     tokenizer_dir: str | None = None, dtype: str = "float32") -> tuple[Any, Any, str]:
+                     tokenizer_dir: str | None = None, tokenizer: Any = None,
+                     dtype: str = "float32") -> tuple[Any, Any, str]:
     """(model, tokenizer, name) from exactly one of ``hf_dir``, ``gguf`` or ``synthetic_tiny``.
-    ``tokenizer_dir`` overrides the tokenizer (required to pair a tiny model with a given world)."""
+    ``tokenizer`` or ``tokenizer_dir`` overrides the model's tokenizer (a tiny model is sized to it)."""
     from transformers import AutoTokenizer
 
     chosen = [name for name, on in (("hf_dir", hf_dir), ("gguf", gguf), ("synthetic_tiny", synthetic_tiny)) if on]
     if len(chosen) != 1:
         raise ValueError(f"give exactly one of --hf_dir, --gguf, --synthetic_tiny (got {chosen or 'none'})")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    if tokenizer is None and tokenizer_dir:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if hf_dir:
         from r2rank_jax.models.hf_port import load_hf
 

@@ -136,21 +136,22 @@ def synthesize(teacher: Teacher, builder: PromptBuilder, records: Sequence[Recor
 
 
 def synthesize_benchmark(benchmark_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], spec: TeacherSpec,
-                         config: SynthesisConfig = SynthesisConfig(), *, tokenizer_dir: str | None = None,
-                         prompt_config: PromptConfig = PromptConfig()) -> dict[str, Any]:
-    """What the launcher's ``synthesize`` stage calls: builds the teacher and the prompt builder (the
-    student tokenizer from ``tokenizer_dir``, else the local teacher's, else ``BENCH/../tokenizer``)."""
+                         config: SynthesisConfig = SynthesisConfig(), *, tokenizer: Any = None,
+                         tokenizer_dir: str | None = None, prompt_config: PromptConfig = PromptConfig()) -> dict[str, Any]:
+    """Builds the teacher and the prompt builder, then `synthesize`. The student tokenizer (its chat
+    template renders the corpus prompts) is ``tokenizer``, else loaded from ``tokenizer_dir``, else the
+    local teacher's, else ``BENCH/../tokenizer``."""
     from transformers import AutoTokenizer
 
-    teacher, teacher_tokenizer = make_teacher(spec, benchmark_dir, tokenizer_dir)
+    if tokenizer is None and tokenizer_dir:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    teacher, teacher_tokenizer = make_teacher(spec, benchmark_dir, tokenizer)
     try:
-        if tokenizer_dir:
-            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        elif teacher_tokenizer is not None:
+        if tokenizer is None:
             tokenizer = teacher_tokenizer
-        elif (found := default_tokenizer_dir(benchmark_dir)) is not None:
+        if tokenizer is None and (found := default_tokenizer_dir(benchmark_dir)) is not None:
             tokenizer = AutoTokenizer.from_pretrained(found)
-        else:
+        if tokenizer is None:
             raise ValueError("no tokenizer for the corpus prompts: pass --tokenizer DIR (the student model's "
                              "tokenizer; its chat template renders the prompts)")
         builder = PromptBuilder(tokenizer, load_items(benchmark_dir), prompt_config)
