@@ -53,6 +53,11 @@ def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_t
     step = jnp.zeros((), jnp.int32)
     if mesh is not None:
         step = jax.device_put(step, NamedSharding(mesh, P()))
+        # Optimizer leaves built from no parameter (e.g. Adam's step count) land on one device; replicate
+        # them over the mesh so that the whole state lives on it.
+        on_mesh = lambda x: x if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh \
+            else jax.device_put(x, NamedSharding(mesh, P()))  # noqa: E731
+        llm_opt, head_opt = jax.tree.map(on_mesh, (llm_opt, head_opt))
     return static, TrainState(step=step, llm=llm, head=head_params, llm_opt=llm_opt, head_opt=head_opt, key=key)
 
 
