@@ -15,7 +15,7 @@ from r2rank_jax.data import prompt_text as pt
 from r2rank_jax.data.answers import parse_decision
 from r2rank_jax.models.batching import left_pad
 from r2rank_jax.models.head import ScoringHead, score_sequences
-from r2rank_jax.serve.schema import ChatRequest, RankRequest
+from r2rank_jax.serve.schema import BadRequest, ChatRequest, RankRequest
 from r2rank_jax.teacher.generator import Generation, GenerationOptions, Generator
 
 STOP = pt.ANSWER_CLOSE  # a rationale ends at its decision tag, as in RL rollouts
@@ -51,10 +51,21 @@ class Engine:
         self.lock = threading.Lock()
         self.created = int(time.time())
 
+    def _check_length(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, param: str) -> None:
+        limit_fn = getattr(self.generator, "max_prompt_tokens", None)
+        if limit_fn is None:
+            return
+        limit = limit_fn(max_new_tokens)
+        longest = max(len(p) for p in prompts)
+        if longest > limit:
+            raise BadRequest(param, f"the prompt has {longest} tokens; at most {limit} fit with {max_new_tokens} "
+                                    "new tokens")
+
     # ------------------------------------------------------------------------------ chat
 
     def chat(self, req: ChatRequest) -> dict[str, Any]:
         ids = _chat_ids(self.tokenizer, req.messages)
+        self._check_length([ids], req.max_tokens, "messages")
         temperature = req.temperature if self.generator.supports_sampling else 0.0
         options = GenerationOptions(max_new_tokens=req.max_tokens, temperature=temperature, top_p=req.top_p,
                                     stop=req.stop, seed=req.seed)
@@ -81,6 +92,7 @@ class Engine:
         prompts = [_chat_ids(self.tokenizer, [{"role": "user", "content":
                                                pt.pointwise_message("cot", profile, history, pt.clean_text(c))}])
                    for c in req.candidates]
+        self._check_length(prompts, req.max_new_tokens, "history")
         with self.lock:
             gens = self.generator.generate(prompts, GenerationOptions(max_new_tokens=req.max_new_tokens, stop=(STOP,)))
             if all(g.hidden is not None for g in gens):  # the sampler's hidden state at the last token

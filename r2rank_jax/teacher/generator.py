@@ -67,6 +67,10 @@ class SamplerGenerator:
         self.buckets = tuple(buckets)
         self._samplers: dict[tuple[int, tuple[str, ...]], Any] = {}
 
+    def max_prompt_tokens(self, max_new_tokens: int) -> int:
+        """The longest prompt that fits the buckets and the model's positions with ``max_new_tokens``."""
+        return min(self.buckets[-1], self.model.config.max_position_embeddings - max_new_tokens)
+
     def _sampler(self, max_new_tokens: int, stop: tuple[str, ...]) -> Any:
         from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
         from r2rank_jax.sampling.stops import StopStrings

@@ -100,6 +100,9 @@ def test_untrained_head_gives_zero_scores(tiny_parts):
     ("/v1/rank", {"history": ["a", ""], "candidates": ["b"]}, "history[1]"),
     ("/v1/rank", {"history": [], "candidates": ["b"], "max_new_tokens": 0}, "max_new_tokens"),
     ("/v1/rank", [1, 2], None),
+    ("/v1/rank", {"history": ["Nebula Racer Gold Edition - Racing - PS5 - Vortex Games " * 4] * 200,
+                  "candidates": ["b"]}, "history"),  # too long for the largest prompt bucket
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Racing PS5 " * 3000}]}, "messages"),
 ])
 def test_bad_requests_name_the_field(served, path, body, param):
     status, out = request(served, "POST", path, body)
