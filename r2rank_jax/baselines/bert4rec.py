@@ -4,12 +4,14 @@
 learned positions over max_len + 1 = 21 slots. Training sequences are the train users'
 ``history + [positive]``; every real item is replaced by [MASK] with probability 0.2 (at least one
 per sequence), and the model predicts the masked items with a softmax over all items (output layer
-tied to the item embeddings, plus a per-item bias). At most `max_predictions` masked slots per
-sequence enter the loss (fixed shapes); further draws stay unmasked. Scoring appends [MASK] to the
+tied to the item embeddings, plus a per-item bias). The full softmax is the expensive part, so a
+batch predicts at most `predictions_per_sequence * B` masked slots, pooled over the batch (fixed
+shapes; with short histories most sequences have one or two masked items); draws beyond the budget
+stay unmasked. Scoring appends [MASK] to the
 user's history and reads the candidates' logits there. Adam, lr 1e-3.
 
     python -m r2rank_jax.baselines.bert4rec --benchmark DIR --out PATH.jsonl [--split test] [--seed 0]
-        [--epochs 20] [--batch_size 128] [--max_sequences_per_epoch 0]
+        [--epochs 3] [--batch_size 128] [--max_sequences_per_epoch 0]
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class BERT4RecConfig:
     layers: int = 2
     dropout: float = 0.2
     mask_prob: float = 0.2
-    max_predictions: int = 7
+    predictions_per_sequence: float = 3.0
 
 
 class BERT4Rec(nnx.Module):
@@ -56,20 +58,19 @@ class BERT4Rec(nnx.Module):
 
 
 def cloze_loss(model: BERT4Rec, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-    """batch: inputs `[B, L]` (with [MASK]s), slots/targets/weights `[B, P]` of the masked positions."""
+    """batch: inputs `[B, L]` (with [MASK]s); slots (flat index into B * L), targets, weights `[M]`."""
     h = model.encoder(batch["inputs"], causal=False, key=key)
-    h = jnp.take_along_axis(h, batch["slots"][..., None], axis=1)  # [B, P, D]
+    h = h.reshape(-1, h.shape[-1])[batch["slots"]]  # [M, D]
     table = model.encoder.item_embed.embedding[...]
     num_items = table.shape[0] - 2
-    logits = h @ table[1:num_items + 1].T + model.out_bias[...][1:num_items + 1]  # [B, P, num_items]
+    logits = h @ table[1:num_items + 1].T + model.out_bias[...][1:num_items + 1]  # [M, num_items]
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(batch["targets"] - 1, 0))
     return jnp.sum(nll * batch["weights"]) / jnp.maximum(batch["weights"].sum(), 1.0)
 
 
-def make_batches(sequences: list[list[int]], cfg: BERT4RecConfig, mask_token: int):
+def make_batches(sequences: list[list[int]], cfg: BERT4RecConfig, mask_token: int, batch_size: int):
     padded = common.left_pad(sequences, cfg.max_len + 1)
-    width = padded.shape[1]
-    p = cfg.max_predictions
+    budget = max(1, int(np.ceil(cfg.predictions_per_sequence * batch_size)))
 
     def make_batch(indices: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         rows = padded[indices].copy()
@@ -77,16 +78,18 @@ def make_batches(sequences: list[list[int]], cfg: BERT4RecConfig, mask_token: in
         masked = real & (rng.random(rows.shape) < cfg.mask_prob)
         # At least one masked item per sequence: the last one when the draw masked none.
         masked[~masked.any(1), -1] = True
-        # Keep at most p masked slots, chosen at random among the drawn ones.
-        priority = np.where(masked, rng.random(rows.shape), 2.0)
-        slots = np.argsort(priority, axis=1)[:, :p].astype(np.int32)
-        chosen = np.take_along_axis(masked, slots, axis=1)
-        keep = np.zeros_like(masked)
-        np.put_along_axis(keep, slots, chosen, axis=1)
-        targets = np.where(chosen, np.take_along_axis(rows, slots, axis=1), common.PAD).astype(np.int32)
-        rows[keep] = mask_token
-        return {"inputs": rows, "slots": np.where(chosen, slots, width - 1).astype(np.int32),
-                "targets": targets, "weights": chosen.astype(np.float32)}
+        flat = np.flatnonzero(masked)
+        if flat.size > budget:  # keep a random subset; the others stay visible
+            flat = np.sort(rng.choice(flat, budget, replace=False))
+        keep = np.zeros(rows.size, dtype=bool)
+        keep[flat] = True
+        slots = np.zeros(budget, dtype=np.int32)
+        slots[: flat.size] = flat
+        weights = np.zeros(budget, dtype=np.float32)
+        weights[: flat.size] = 1.0
+        targets = np.where(weights > 0, rows.ravel()[slots], common.PAD).astype(np.int32)
+        rows[keep.reshape(rows.shape)] = mask_token
+        return {"inputs": rows, "slots": slots, "targets": targets, "weights": weights}
 
     return make_batch
 
@@ -95,7 +98,7 @@ def train_bert4rec(train: list[Record], index: common.ItemIndex, cfg: BERT4RecCo
                    fit_cfg: FitConfig = FitConfig(), log=print) -> tuple[BERT4Rec, list[float]]:
     sequences = common.train_sequences(train, index)
     model = BERT4Rec(index.num_items, cfg, rngs=nnx.Rngs(fit_cfg.seed))
-    losses = fit(model, cloze_loss, make_batches(sequences, cfg, model.mask_token), len(sequences), fit_cfg, log)
+    losses = fit(model, cloze_loss, make_batches(sequences, cfg, model.mask_token, min(fit_cfg.batch_size, len(sequences))), len(sequences), fit_cfg, log)
     return model, losses
 
 
@@ -109,7 +112,7 @@ def bert4rec_scores(model: BERT4Rec, records: list[Record], index: common.ItemIn
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser("bert4rec", __doc__)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--mask_prob", type=float, default=0.2)

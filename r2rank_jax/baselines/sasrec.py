@@ -9,7 +9,7 @@ A candidate's score is the dot product of the last hidden state of the user's hi
 candidate's (shared) item embedding.
 
     python -m r2rank_jax.baselines.sasrec --benchmark DIR --out PATH.jsonl [--split test] [--seed 0]
-        [--epochs 20] [--batch_size 128] [--loss bce|ce] [--max_sequences_per_epoch 0]
+        [--epochs 5] [--batch_size 128] [--loss bce|ce] [--max_sequences_per_epoch 0]
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def sasrec_scores(model: SASRec, records: list[Record], index: common.ItemIndex,
 
 def main(argv: list[str] | None = None) -> int:
     parser = common.base_parser("sasrec", __doc__)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--loss", choices=("bce", "ce"), default="bce")
