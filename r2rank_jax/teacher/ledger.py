@@ -3,7 +3,7 @@
 - ``corpus.jsonl``: one line per accepted example (format in `corpus_line`);
 - ``done.jsonl``: one line per answered or failed request, ``{"user_id", "candidate", "label",
   "attempt", "outcome", "failure", "decision", "requests", "attempt_errors", "error"}`` with
-  outcome one of `OUTCOMES`;
+  outcome one of `OUTCOMES`, plus ``"response_tail"`` (the last 200 characters) for rejected answers;
 - ``stats.json``: `compute_stats` over the whole ledger plus the counters of the latest run.
 
 Both JSONL files are appended and flushed per reply (corpus line first). On load, a torn last line

@@ -42,6 +42,7 @@ from r2rank_jax.teacher.pairs import iter_pairs
 from r2rank_jax.teacher.prompts import leaks_hint, rationalization_message
 
 log = logging.getLogger("r2rank_jax.teacher")
+RESPONSE_TAIL_CHARS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,8 @@ def _entries(reply: TeacherReply, teacher: str, config: SynthesisConfig) -> tupl
              "outcome": outcome, "failure": reply.failure, "decision": decision, "requests": reply.requests,
              "attempt_errors": list(reply.attempt_errors), "error": reply.error}
     if outcome != "accepted":
+        if reply.text is not None:  # enough to see why it was rejected, without a second corpus
+            entry["response_tail"] = reply.text[-RESPONSE_TAIL_CHARS:]
         return entry, None
     line = {"user_id": pair.record.user_id, "candidate": pair.candidate, "label": pair.label, "prompt": pair.prompt,
             "user_message": pair.user_message, "response": reply.text, "teacher": teacher, "attempt": attempt}

@@ -36,6 +36,8 @@ def test_corpus_is_filtered_and_complete(tiny_world, builder, train_records, tmp
     assert per["positive"]["accepted"] + per["negative"]["accepted"] == stats["accepted"]
     assert stats["failures_by_kind"] == {"wrong_decision": 90 - stats["accepted"]}
     assert json.loads((tmp_path / ledger.STATS).read_text())["accepted"] == stats["accepted"]
+    assert all(d["response_tail"].endswith("</answer>") for d in done if d["outcome"] == "rejected")
+    assert all("response_tail" not in d for d in done if d["outcome"] == "accepted")
 
 
 def test_noise_free_beats_noisy(tiny_world, builder, train_records, tmp_path):
