@@ -91,6 +91,8 @@ def test_remat_gives_same_gradients(model):
         out = m(jnp.asarray(tokens), jnp.asarray(positions), logits_at="all")
         return jnp.sum(jnp.where(jnp.asarray(positions)[..., None] >= 0, jax.nn.log_softmax(out.logits), 0.0))
 
+    assert "remat" not in str(jax.make_jaxpr(jax.grad(loss), static_argnums=1)(state, "none"))
+    assert "remat" in str(jax.make_jaxpr(jax.grad(loss), static_argnums=1)(state, "full"))
     g0 = jax.jit(jax.grad(loss), static_argnums=1)(state, "none")
     for mode in ("full", "dots"):
         g1 = jax.jit(jax.grad(loss), static_argnums=1)(state, mode)
