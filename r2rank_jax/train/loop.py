@@ -6,7 +6,8 @@ and a clean exit on SIGTERM (preemptible TPU VMs).
                       put=lambda b: put_batch(b, mesh), eval_fn=evaluate)
     sys.exit(0)   # also after a preemption: result.preempted tells which
 
-- **Resume**: with ``resume`` and a finished checkpoint in the checkpointer's directory, the state is
+- **Resume**: without ``resume``, a checkpoint directory that already holds steps is an error (a new
+  run would silently mix with the old one). With ``resume`` and a finished checkpoint in the checkpointer's directory, the state is
   restored onto the shardings of the ``state`` passed in (build it for the current mesh) and the
   data iterator is moved to the saved position; training continues from the saved step. A run
   resumed from step s reproduces the per-step losses and parameters of an uninterrupted run.
@@ -104,6 +105,9 @@ def run_loop(config: LoopConfig, state: Any, train_step: Callable[[Any, Any], tu
     resumed_from = None
     if config.resume:
         state, resumed_from = maybe_resume(state, checkpointer, data_iter, logger)
+    elif checkpointer is not None and checkpointer.latest_step() is not None:
+        raise FileExistsError(f"{checkpointer.directory} already holds checkpoints (latest step "
+                              f"{checkpointer.latest_step()}); resume from them or use a fresh directory")
     step = int(jax.device_get(state.step))
     end = config.total_steps if config.stop_at is None else min(config.stop_at, config.total_steps)
     logger.advance(step)

@@ -7,8 +7,9 @@
 Writes ``WORKDIR/sft_config.json`` (the resolved arguments), ``WORKDIR/metrics.jsonl``,
 ``WORKDIR/tensorboard/`` and ``WORKDIR/checkpoints/<step>/`` (`checkpoint`). ``--model_config`` is a
 JSON object of `ModelConfig` fields (random initialization, for tests and demos). ``--resume``
-continues from the latest checkpoint (a fresh start when there is none). SIGTERM saves a
-checkpoint and exits 0. The corpus format is `sft_data`'s.
+continues from the latest checkpoint (a fresh start when there is none; without it, existing
+checkpoints are an error). SIGTERM saves a checkpoint and exits 0; input and checkpoint errors
+exit 2. The corpus format is `sft_data`'s.
 """
 from __future__ import annotations
 
@@ -162,7 +163,14 @@ def execute(setup: Setup) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    summary = execute(build(parse_args(argv)))
+    from r2rank_jax.data.errors import DataError
+    from r2rank_jax.models.safetensors_io import CheckpointError
+
+    try:
+        summary = execute(build(parse_args(argv)))
+    except (DataError, CheckpointError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(summary))
     return 0
 

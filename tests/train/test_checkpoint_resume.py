@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from r2rank_jax.train import sft_run
-from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer
+from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like
 from r2rank_jax.train.logging import read_metrics
 from sft_fixtures import run_argv, small_run_files
 
@@ -21,47 +21,40 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _run(argv, step_fn=None):
     setup = sft_run.build(sft_run.parse_args(argv), step_fn)
-    return setup.step_fn, sft_run.execute(setup)
+    abstract = abstract_like({"llm": setup.state.llm, "head": setup.state.head})
+    return setup.step_fn, abstract, sft_run.execute(setup)
 
 
 def _trace(workdir):
     return {r["step"]: (r["loss"], r["grad_norm"], r["lr"]) for r in read_metrics(workdir, "sft")}
 
 
-def _final_params(workdir):
+def _final_params(workdir, abstract):
     with Checkpointer(CheckpointConfig(str(workdir / "checkpoints"))) as ckpt:
-        step = ckpt.latest_step()
-        setup = sft_run.build(sft_run.parse_args(run_argv(FILES, workdir / "_probe", N)))
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-                                {"llm": setup.state.llm, "head": setup.state.head})
-        return step, ckpt.restore_params(abstract)
+        return ckpt.latest_step(), ckpt.restore_params(abstract)
 
 
-def _assert_same(ref_dir, other_dir):
+def _assert_same(ref_dir, other_dir, abstract):
     assert _trace(other_dir) == _trace(ref_dir)  # every step's loss, grad norm and lr, exactly
-    (s1, p1), (s2, p2) = _final_params(ref_dir), _final_params(other_dir)
+    (s1, p1), (s2, p2) = _final_params(ref_dir, abstract), _final_params(other_dir, abstract)
     assert s1 == s2 == N
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-FILES = None
-
-
 @pytest.mark.slow
 def test_resume_and_sigterm_resume_are_exact(tmp_path):
-    global FILES
     FILES = small_run_files(tmp_path / "inputs")
     ref = tmp_path / "ref"
-    step_fn, summary = _run(run_argv(FILES, ref, N))
+    step_fn, abstract, summary = _run(run_argv(FILES, ref, N))
     assert summary["step"] == N and not summary["preempted"]
 
     half = tmp_path / "half"
-    _, s = _run(run_argv(FILES, half, N, "--stop_at", str(N // 2)), step_fn)
+    _, _, s = _run(run_argv(FILES, half, N, "--stop_at", str(N // 2)), step_fn)
     assert s["step"] == N // 2
-    _, s = _run(run_argv(FILES, half, N, "--resume"), step_fn)
+    _, _, s = _run(run_argv(FILES, half, N, "--resume"), step_fn)
     assert s["resumed_from"] == N // 2 and s["step"] == N
-    _assert_same(ref, half)
+    _assert_same(ref, half, abstract)
 
     # A real preemption: SIGTERM to a running CLI process, which must checkpoint and exit 0.
     sig = tmp_path / "sig"
@@ -83,6 +76,6 @@ def test_resume_and_sigterm_resume_are_exact(tmp_path):
         stopped = ckpt.latest_step()
     assert 3 <= stopped < N, (stopped, out)
     assert '"preempted": true' in out
-    _, s = _run(run_argv(FILES, sig, N, "--resume"), step_fn)
+    _, _, s = _run(run_argv(FILES, sig, N, "--resume"), step_fn)
     assert s["resumed_from"] == stopped and s["step"] == N
-    _assert_same(ref, sig)
+    _assert_same(ref, sig, abstract)

@@ -1,4 +1,4 @@
-"""SFT step: masked response cross-entropy matches a full-logits reference; microbatching and
+"""SFT step: masked response cross-entropy matches a full-logits reference; microbatching, remat and
 sharding do not change the result; training lowers the loss."""
 import functools
 
@@ -22,8 +22,8 @@ def _batch(seed=0, n=8):
     return sft_data.Collate(n, (8, 16), (4, 8), pad_id=0)(random_examples(n, seed=seed))
 
 
-def _state(mesh=None, seed=0):
-    model, head = tiny_models(seed)
+def _state(mesh=None, seed=0, cfg=TINY):
+    model, head = tiny_models(seed, cfg)
     return create_train_state(model, head, make_optimizer(OPT), make_optimizer(OptimConfig()), jax.random.PRNGKey(0), mesh)
 
 
@@ -73,9 +73,9 @@ def test_loss_is_masked_response_cross_entropy():
     assert float(metrics["lr"]) == pytest.approx(0.0)  # warmup starts at 0
 
 
-def _run(steps, microbatches=1, mesh=None):
-    static, state = _state(mesh)
-    step = _plain_step() if microbatches == 1 and mesh is None else make_sft_step(
+def _run(steps, microbatches=1, mesh=None, remat="none"):
+    static, state = _state(mesh, cfg=TINY.replace(remat=remat))
+    step = _plain_step() if microbatches == 1 and mesh is None and remat == "none" else make_sft_step(
         static, SFTConfig(microbatches=microbatches), learning_rate_schedule(OPT), state_shardings(state), mesh)
     losses = []
     for i in range(steps):
@@ -84,11 +84,11 @@ def _run(steps, microbatches=1, mesh=None):
     return state, losses
 
 
-def test_microbatches_and_mesh_match_plain_step_and_loss_falls():
+def test_microbatches_remat_and_mesh_match_plain_step_and_loss_falls():
     state, losses = _run(4)
     assert losses[-1] < losses[0] - 0.2
     mesh = make_mesh("data:1,fsdp:2,tensor:2", devices=jax.devices()[:4])
-    for kwargs in ({"microbatches": 2}, {"mesh": mesh}):
+    for kwargs in ({"microbatches": 2, "remat": "full"}, {"mesh": mesh}):
         other, other_losses = _run(4, **kwargs)
         np.testing.assert_allclose(other_losses, losses, rtol=2e-5, err_msg=str(kwargs))
         for a, b in zip(jax.tree.leaves(state.llm), jax.tree.leaves(other.llm)):
