@@ -100,6 +100,10 @@ def choose_tokens(logits: jax.Array, params: SamplingParams, key: jax.Array, num
     weights = jnp.where(z >= thr[:, None], jnp.exp(z - zmax), 0.0)
     log_norm = zmax[:, 0] + jnp.log(jnp.sum(weights, axis=1))
     u = jax.random.uniform(key, z.shape[:1], jnp.float32)
-    tokens = jnp.where(greedy, argmax(logits), inverse_cdf(weights, u))
+    b = logits.shape[0]
+    # Scalar predicates: only the branch needed runs (all-sampled rollouts skip the argmax and vice versa).
+    best = jax.lax.cond(jnp.any(greedy), lambda: argmax(logits), lambda: jnp.zeros((b,), jnp.int32))
+    drawn = jax.lax.cond(jnp.all(greedy), lambda: jnp.zeros((b,), jnp.int32), lambda: inverse_cdf(weights, u))
+    tokens = jnp.where(greedy, best, drawn)
     logprobs = jnp.take_along_axis(z, tokens[:, None], axis=1)[:, 0] - log_norm
     return tokens, logprobs
