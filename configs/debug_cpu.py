@@ -12,7 +12,7 @@ def get_config() -> ExperimentConfig:
         model=ModelSpec(kind="random", hidden_size=32, intermediate_size=48, num_layers=1, num_heads=2,
                         num_kv_heads=1, head_dim=16, head_hidden=16),
         teacher=TeacherSpec(kind="scripted", negatives_per_user=1, noise=0.1),
-        sft=SFTSpec(steps=4, batch_size=4, optim=OptimSpec(learning_rate=1e-3), max_seq_len=448, eval_every=2,
+        sft=SFTSpec(steps=4, batch_size=4, optim=OptimSpec(learning_rate=1e-3), eval_every=2,
                     checkpoint_every=2),
         rl=RLSpec(steps=2, batch_users=2, max_new_tokens=8, num_rankings=2, baseline="mean", eval_every=2,
                   eval_users=4, checkpoint_every=2),

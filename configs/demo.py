@@ -14,7 +14,7 @@ def get_config() -> ExperimentConfig:
                         num_kv_heads=2, head_dim=16, head_hidden=64),
         teacher=TeacherSpec(kind="scripted", negatives_per_user=2, noise=0.15),
         sft=SFTSpec(steps=150, batch_size=8, optim=OptimSpec(learning_rate=3e-3, warmup_steps=10, decay_steps=140),
-                    max_seq_len=448, eval_every=50, checkpoint_every=50),
+                    eval_every=50, checkpoint_every=50),
         rl=RLSpec(steps=60, batch_users=2, max_new_tokens=48, temperature=1.0, num_rankings=4, baseline="mean",
                   advantage="item", llm_optim=OptimSpec(learning_rate=1e-4), head_optim=OptimSpec(learning_rate=3e-3),
                   eval_every=20, eval_users=32, patience=3, checkpoint_every=20),

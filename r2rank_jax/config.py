@@ -78,7 +78,7 @@ class SFTSpec:
     batch_size: int = 8
     microbatches: int = 1
     optim: OptimSpec = OptimSpec(learning_rate=1e-4, warmup_steps=10)
-    max_seq_len: int = 768
+    response_buckets: tuple[int, ...] = (128, 256, 384)   # teacher responses longer than the last are skipped
     eval_every: int = 50
     checkpoint_every: int = 50
 

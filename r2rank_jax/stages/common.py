@@ -49,20 +49,26 @@ def logger(wd: Workdir, stage: str, total_steps: int) -> MetricsLogger:
     return MetricsLogger(wd.root, stage, total_steps=total_steps)
 
 
-def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=None, stage: str = "rl"):
-    """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one (best, else latest), else the base model."""
-    model, head = build_model(cfg, tok, mesh)
-    ckpt_dir = wd.sft / "checkpoints"
+def restore_params(model, head, run_dir) -> int | None:
+    """Loads the best (else latest) checkpoint of RUN_DIR/checkpoints into (model, head); its step, or None."""
+    ckpt_dir = run_dir / "checkpoints"
     if not ckpt_dir.is_dir():
-        return model, head
+        return None
     with Checkpointer(CheckpointConfig(directory=str(ckpt_dir))) as ckpt:
         step = ckpt.best_step() or ckpt.latest_step()
         if step is None:
-            return model, head
+            return None
         target = {"llm": nnx.split(model)[1], "head": nnx.split(head)[1]}
         params = ckpt.restore_params(abstract_like(target), step=step)
     nnx.update(model, params["llm"])
     nnx.update(head, params["head"])
+    return step
+
+
+def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=None):
+    """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one, else the base model."""
+    model, head = build_model(cfg, tok, mesh)
+    restore_params(model, head, wd.sft)
     return model, head
 
 

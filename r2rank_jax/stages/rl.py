@@ -69,7 +69,7 @@ class _Until:
 def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
     r = cfg.rl
     tokenizer = common.tokenizer(cfg, wd, "rl")
-    model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh, stage="rl")
+    model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh)
     static, state = common.train_state(model, head, r.llm_optim, r.head_optim, cfg.seed, mesh)
     sampler = common.sampler(model, tokenizer, cfg, r.max_new_tokens)
     rl_cfg = RLConfig(num_rankings=r.num_rankings, advantage=r.advantage, baseline=r.baseline, clip_eps=r.clip_eps,

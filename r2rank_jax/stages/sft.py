@@ -1,0 +1,64 @@
+"""Stage `sft`: the self-reflective warm start on the filtered teacher corpus (paper §3.4).
+
+Reads WORKDIR/teacher/corpus.jsonl, holds out the examples of every 10th user for evaluation
+(response loss, Recommend/Not Recommend decision accuracy), trains with the shared loop (resume,
+SIGTERM checkpoint), keeps the best checkpoint by held-out loss in WORKDIR/sft/checkpoints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+
+from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.stages import common
+from r2rank_jax.stages.build import build_model
+from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.train import sft_data
+from r2rank_jax.train.logging import to_python
+from r2rank_jax.train.loop import LoopConfig, run_loop
+from r2rank_jax.train.optim import OptimConfig, learning_rate_schedule, make_optimizer
+from r2rank_jax.train.sft import SFTConfig, make_sft_step, put_batch
+from r2rank_jax.train.sft_eval import make_sft_eval
+from r2rank_jax.train.state import create_train_state, state_shardings
+
+
+def held_out(user_id: str) -> bool:
+    """Deterministic 1-in-10 user split for SFT evaluation (stable across runs and machines)."""
+    return zlib.crc32(user_id.encode()) % 10 == 0
+
+
+def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+    import jax
+
+    s = cfg.sft
+    tok = common.tokenizer(cfg, wd, "sft")
+    corpus = wd.require(wd.teacher / "corpus.jsonl", "sft", "synthesize")
+    model, head = build_model(cfg, tok, mesh)
+    opt = OptimConfig(**dataclasses.asdict(s.optim))
+    static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
+                                       jax.random.PRNGKey(cfg.seed), mesh)
+    step_fn = make_sft_step(static, SFTConfig(s.microbatches), learning_rate_schedule(opt),
+                            state_shardings(state) if mesh else None, mesh)
+    examples = sft_data.load_corpus(corpus, tok)
+    train = [e for e in examples if not held_out(e.user_id)]
+    evals = [e for e in examples if held_out(e.user_id)]
+    if not train:
+        raise ValueError(f"{corpus}: no training examples (the teacher filter accepted nothing?)")
+    data_cfg = sft_data.SFTDataConfig(
+        batch_size=s.batch_size, seed=cfg.seed, too_long="skip",
+        prompt_buckets=tuple(sorted({p + q for p in cfg.data.prefix_buckets for q in cfg.data.suffix_buckets})),
+        response_buckets=s.response_buckets)
+    data_iter = sft_data.make_iterator(train, data_cfg, tok.pad_token_id)
+    eval_fn = make_sft_eval(static, evals, tok, data_cfg, s.batch_size, mesh) if evals else None
+    with common.logger(wd, "sft", s.steps) as logger, \
+            common.checkpointer(wd.sft, model, head, "eval_loss" if evals else None, "min") as ckpt:
+        result = run_loop(LoopConfig(total_steps=s.steps, log_every=max(1, min(10, s.eval_every)),
+                                     eval_every=s.eval_every if evals else 0, save_every=s.checkpoint_every,
+                                     resume=resume),
+                          state, step_fn, data_iter, logger=logger, checkpointer=ckpt,
+                          put=lambda b: put_batch(b, mesh), eval_fn=eval_fn, stage="sft")
+    summary = {"stage": "sft", "step": result.step, "preempted": result.preempted, "train_examples": len(train),
+               "eval_examples": len(evals), "last": to_python(result.last_metrics)}
+    print(json.dumps(summary))
+    return summary

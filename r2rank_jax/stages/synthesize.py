@@ -1,0 +1,15 @@
+"""Stage `synthesize`: teacher rationales for train pairs, filtered for a correct decision (see r2rank_jax.teacher)."""
+from __future__ import annotations
+
+import json
+
+from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.stages.workdir import Workdir
+
+
+def run(cfg: ExperimentConfig, wd: Workdir) -> dict:
+    from r2rank_jax.teacher.stage import run_stage
+
+    stats = run_stage(cfg, wd)
+    print(json.dumps({"stage": "synthesize", "corpus": str(wd.teacher / "corpus.jsonl"), "stats": stats}))
+    return stats
