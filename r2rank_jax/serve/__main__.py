@@ -1,4 +1,10 @@
-"""CLI: python -m r2rank_jax.serve (--hf_dir DIR | --gguf FILE | --synthetic_tiny) [--host H] [--port P]
+"""CLI: python -m r2rank_jax.serve (--config FILE --workdir DIR [--checkpoint DIR] | --hf_dir DIR | --gguf FILE
+       | --synthetic_tiny) [--host H] [--port P]
+
+``--config`` builds the model and tokenizer as the training stages do and restores the LLM and the
+scoring head from ``--checkpoint`` (a checkpoints directory; default: ``WORKDIR/rl/checkpoints``, else
+``WORKDIR/sft/checkpoints``; see `serve.from_config`). The other model options serve a base model
+with an untrained head.
 
 Binds to 127.0.0.1 unless ``--host`` says otherwise; ``--port 0`` picks a free port. Prints
 ``listening on http://HOST:PORT`` once ready. Generation: `teacher.generator.SamplerGenerator`
@@ -14,8 +20,9 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m r2rank_jax.serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="run config (not supported yet: use a model option)")
-    p.add_argument("--checkpoint", default=None, help="training checkpoint (not supported yet)")
+    p.add_argument("--config", default=None, help="configs/NAME.py (with --workdir)")
+    p.add_argument("--workdir", default=None, help="the run's workdir (tokenizer, checkpoints)")
+    p.add_argument("--checkpoint", default=None, help="checkpoints directory (default: WORKDIR/rl, else WORKDIR/sft)")
     p.add_argument("--hf_dir", default=None, help="Hugging Face checkpoint directory")
     p.add_argument("--gguf", default=None, help="GGUF file")
     p.add_argument("--synthetic_tiny", action="store_true", help="a random tiny model + the synthetic tokenizer")
@@ -32,20 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for name in ("config", "checkpoint"):
-        if getattr(args, name):
-            print(f"error: --{name} is not supported yet (it needs the run-config and checkpoint formats); "
-                  "serve a model with --hf_dir, --gguf or --synthetic_tiny", file=sys.stderr)
-            return 2
+    if (args.workdir or args.checkpoint) and not args.config:
+        print("error: --workdir and --checkpoint go with --config", file=sys.stderr)
+        return 2
+    if args.config and not args.workdir:
+        print("error: --config needs --workdir (the run's tokenizer and checkpoints)", file=sys.stderr)
+        return 2
     from r2rank_jax.serve.engine import Engine
     from r2rank_jax.serve.server import Server
     from r2rank_jax.teacher.generator import SamplerGenerator
     from r2rank_jax.teacher.local_model import load_local_model
 
     try:
-        model, tokenizer, name = load_local_model(hf_dir=args.hf_dir, gguf=args.gguf, synthetic_tiny=args.synthetic_tiny,
-                                                  tokenizer_dir=args.tokenizer, dtype=args.dtype)
-        engine = Engine(model, tokenizer, SamplerGenerator(model, tokenizer), name=args.model_name or name,
+        head = None
+        if args.config:
+            if args.hf_dir or args.gguf or args.synthetic_tiny:
+                raise ValueError("give either --config or one of --hf_dir, --gguf, --synthetic_tiny")
+            from r2rank_jax.serve.from_config import load_from_config
+
+            model, tokenizer, head, name = load_from_config(args.config, args.workdir, args.checkpoint)
+        else:
+            model, tokenizer, name = load_local_model(hf_dir=args.hf_dir, gguf=args.gguf,
+                                                      synthetic_tiny=args.synthetic_tiny, tokenizer_dir=args.tokenizer,
+                                                      dtype=args.dtype)
+        engine = Engine(model, tokenizer, SamplerGenerator(model, tokenizer), name=args.model_name or name, head=head,
                         max_tokens_limit=args.max_tokens_limit, default_max_tokens=args.default_max_tokens)
         server = Server(engine, args.host, args.port)
     except (ValueError, OSError) as e:

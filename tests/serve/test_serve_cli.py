@@ -36,4 +36,6 @@ def test_cli_rejects_unsupported_options(capsys):
     from r2rank_jax.serve.__main__ import main
 
     assert main(["--checkpoint", "/nowhere"]) == 2
-    assert "--checkpoint is not supported yet" in capsys.readouterr().err
+    assert "go with --config" in capsys.readouterr().err
+    assert main(["--config", "configs/debug_cpu.py"]) == 2
+    assert "needs --workdir" in capsys.readouterr().err
