@@ -55,13 +55,18 @@ class SASRec(nnx.Module):
         return jnp.einsum("bd,bkd->bk", last, self.encoder.item_embed(candidates))
 
 
+def _weights(batch: dict[str, jax.Array], dtype) -> jax.Array:
+    """`[B, L]` 1 where a real item is followed by a real item (a padding slot predicts nothing)."""
+    return ((batch["inputs"] != common.PAD) & (batch["targets"] != common.PAD)).astype(dtype)
+
+
 def bce_loss(model: SASRec, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
-    """batch: inputs, targets, negatives `[B, L]` (targets = PAD where there is nothing to predict)."""
+    """batch: inputs, targets (the next items), negatives `[B, L]`, all left-padded."""
     h = model(batch["inputs"], key)
     emb = model.encoder.item_embed
     pos = jnp.sum(h * emb(batch["targets"]), -1)
     neg = jnp.sum(h * emb(batch["negatives"]), -1)
-    weight = (batch["targets"] != common.PAD).astype(h.dtype)
+    weight = _weights(batch, h.dtype)
     per_position = -jax.nn.log_sigmoid(pos) - jax.nn.log_sigmoid(-neg)
     return jnp.sum(per_position * weight) / jnp.maximum(weight.sum(), 1.0)
 
@@ -69,7 +74,7 @@ def bce_loss(model: SASRec, batch: dict[str, jax.Array], key: jax.Array) -> jax.
 def ce_loss(model: SASRec, batch: dict[str, jax.Array], key: jax.Array) -> jax.Array:
     h = model(batch["inputs"], key)
     logits = h @ model.encoder.item_embed.embedding[...][1:].T  # [B, L, num_items]; item i is column i-1
-    weight = (batch["targets"] != common.PAD).astype(h.dtype)
+    weight = _weights(batch, h.dtype)
     nll = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(batch["targets"] - 1, 0))
     return jnp.sum(nll * weight) / jnp.maximum(weight.sum(), 1.0)
 

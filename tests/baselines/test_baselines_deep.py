@@ -98,3 +98,12 @@ def test_beats_popularity_and_random_on_the_synthetic_world(name, quality_world)
         for other in (pop, rnd):
             assert model[metric].mean() > other[metric].mean() + 0.1, (metric, model[metric].mean(), other[metric].mean())
             assert wilcoxon_p(model[metric], other[metric]) < 1e-3
+
+
+def test_sasrec_batches_shift_by_one_and_skip_padding():
+    make_batch = sasrec.make_batches([[5, 6, 7], [1, 2, 3, 4]], num_items=9, max_len=4)
+    batch = make_batch(np.array([0, 1]), np.random.default_rng(0))
+    assert batch["inputs"].tolist() == [[0, 0, 5, 6], [0, 1, 2, 3]]
+    assert batch["targets"].tolist() == [[0, 5, 6, 7], [1, 2, 3, 4]]
+    # A padding slot followed by the first item predicts nothing.
+    assert np.asarray(sasrec._weights(batch, np.float32)).tolist() == [[0, 0, 1, 1], [0, 1, 1, 1]]
