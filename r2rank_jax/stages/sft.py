@@ -59,6 +59,6 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
                           state, step_fn, data_iter, logger=logger, checkpointer=ckpt,
                           put=lambda b: put_batch(b, mesh), eval_fn=eval_fn, stage="sft")
     summary = {"stage": "sft", "step": result.step, "preempted": result.preempted, "train_examples": len(train),
-               "eval_examples": len(evals), "last": to_python(result.last_metrics)}
-    print(json.dumps(summary))
+               "eval_examples": len(evals), "last": {k: to_python(v) for k, v in result.last_metrics.items()}}
+    print(json.dumps(summary, default=str))
     return summary

@@ -30,9 +30,8 @@ def test_workdir_of_another_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_prepare_then_rl_writes_metrics_and_checkpoints(tmp_path):
-    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "prepare"]) == 0
-    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.steps=2", "rl"]) == 0
+def test_all_stages_write_metrics_checkpoints_and_results(tmp_path):
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.steps=2", "all"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["stage"] == "rl"]
     evals = [r for r in rows if r["stage"] == "rl_eval"]
@@ -40,3 +39,9 @@ def test_prepare_then_rl_writes_metrics_and_checkpoints(tmp_path):
     assert 0.0 <= evals[-1]["valid_ndcg@10"] <= 1.0
     assert (tmp_path / "rl" / "checkpoints" / "2").is_dir()
     assert json.loads((tmp_path / "config.json").read_text())["rl"]["steps"] == 2
+    assert (tmp_path / "teacher" / "corpus.jsonl").stat().st_size > 0
+    assert any(r["stage"] == "sft" for r in rows) and (tmp_path / "sft" / "checkpoints").is_dir()
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert {"r2rank", "sft_only", "zero_shot", "random", "popularity"} <= set(results["methods"])
+    assert all(0.0 <= m["ndcg@10"] <= 1.0 for m in results["methods"].values())
+    assert (tmp_path / "eval" / "results.md").read_text().startswith("# Results")
