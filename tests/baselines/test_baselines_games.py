@@ -3,7 +3,7 @@ above popularity and random on the test split. Skipped without ../shared/data.
 
 Uniform negatives make popularity strong here (NDCG@10 ~0.56, far above the paper's SASRec 0.366), so
 "clearly above" is measured against it: SASRec needs a few hundred steps just to learn popularity (2
-epochs of 20k sequences gave 0.56); 3 full epochs reach ~0.64 (5-epoch runs in docs/baselines.md).
+epochs of 20k sequences gave 0.56); 3 full epochs reach ~0.64 (~95 s; 5-epoch runs in docs/baselines.md).
 """
 import numpy as np
 import pytest
