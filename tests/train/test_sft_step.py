@@ -84,6 +84,7 @@ def _run(steps, microbatches=1, mesh=None, remat="none"):
     return state, losses
 
 
+@pytest.mark.slow
 def test_microbatches_remat_and_mesh_match_plain_step_and_loss_falls():
     state, losses = _run(4)
     assert losses[-1] < losses[0] - 0.2
