@@ -21,7 +21,7 @@ from r2rank_jax.ranking import plackett_luce as pl
 from r2rank_jax.ranking.metrics import ndcg_at_k_jax
 from r2rank_jax.train import losses
 from r2rank_jax.train.rl_batch import RLBatch, continuation_hidden, decision_hidden, rationale_inputs
-from r2rank_jax.train.state import Static, TrainState
+from r2rank_jax.train.state import Static, TrainState, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
 
 
@@ -161,13 +161,4 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         }
         return new, metrics
 
-    jitted = jax.jit(step, donate_argnums=0,
-                     out_shardings=None if state_sharding is None else (state_sharding, None))
-    if mesh is None:
-        return jitted
-
-    def on_mesh(state, batch):
-        with jax.set_mesh(mesh):
-            return jitted(state, batch)
-    on_mesh.jitted = jitted
-    return on_mesh
+    return jit_step(step, state_sharding, mesh)

@@ -23,7 +23,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from r2rank_jax.mesh import batch_sharding
-from r2rank_jax.train.state import Static, TrainState
+from r2rank_jax.train.state import Static, TrainState, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
 
 
@@ -98,16 +98,7 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
             metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)
         return new, metrics
 
-    jitted = jax.jit(step, donate_argnums=0,
-                     out_shardings=None if state_sharding is None else (state_sharding, None))
-    if mesh is None:
-        return jitted
-
-    def on_mesh(state, batch):
-        with jax.set_mesh(mesh):
-            return jitted(state, batch)
-    on_mesh.jitted = jitted
-    return on_mesh
+    return jit_step(step, state_sharding, mesh)
 
 
 def make_sequence_logprobs(static: Static, chunk: int = 64, mesh: Mesh | None = None) -> Callable:

@@ -64,3 +64,18 @@ def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_t
 def state_shardings(state: TrainState) -> Any:
     """The current sharding of every leaf (to pin a jitted step's output to its input layout)."""
     return jax.tree.map(lambda x: x.sharding, state)
+
+
+def jit_step(step, state_sharding=None, mesh=None):
+    """`jax.jit(step)` with the state (argument 0) donated and, when given, pinned to its sharding; on a
+    mesh, calls run under `jax.set_mesh` so activation sharding constraints apply. `.jitted` is the
+    jitted function (for compile counts)."""
+    jitted = jax.jit(step, donate_argnums=0, out_shardings=None if state_sharding is None else (state_sharding, None))
+    if mesh is None:
+        return jitted
+
+    def on_mesh(state, batch):
+        with jax.set_mesh(mesh):
+            return jitted(state, batch)
+    on_mesh.jitted = jitted
+    return on_mesh
