@@ -6,6 +6,8 @@ so attending to [context; own keys] is exact, not an approximation.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -23,60 +25,66 @@ def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
     return (kv >= 0) & (kv <= q_positions[:, :, None])
 
 
-def _group_logits(q: jax.Array, k: jax.Array, group: int) -> jax.Array:
-    """q `[B, T, Hkv, G, D]`, k `[B // group, Hkv, S, D]` → `[B, Hkv, G, T, S]` float32."""
-    if group == 1:
-        return jnp.einsum("btkgd,bksd->bkgts", q, k, preferred_element_type=jnp.float32)
-    b, t, hkv, g, d = q.shape
-    qg = q.reshape(b // group, group, t, hkv, g, d)
-    logits = jnp.einsum("uctkgd,uksd->uckgts", qg, k, preferred_element_type=jnp.float32)
-    return logits.reshape(b, hkv, g, t, k.shape[2])
+def _source_logits(qh: jax.Array, q_positions: jax.Array, k: jax.Array, kv_positions: jax.Array) -> jax.Array:
+    """Masked logits of queries qh `[B, Hkv, G, T, D]` against one source k `[B', Hkv, S, D]`.
+
+    Returns `[B', Hkv, C, G, T, S]` float32 with C = B // B' (query row b = u * C + c reads source row u).
+    The C branches' queries are stacked into the rows of one `[C*G*T, D] x [D, S]` product per (u, head):
+    plain batched matmuls that need no copy of the keys (a shared prefix is never broadcast C times).
+    """
+    b, hkv, g, t, d = qh.shape
+    u, s = k.shape[0], k.shape[2]
+    c = b // u
+    qs = qh.reshape(u, c, hkv, g, t, d).transpose(0, 2, 1, 3, 4, 5).reshape(u, hkv, c * g * t, d)
+    logits = jnp.einsum("ukqd,uksd->ukqs", qs, k, preferred_element_type=jnp.float32)
+    mask = visible(q_positions.reshape(u, c * t), kv_positions).reshape(u, 1, c, 1, t, s)
+    return jnp.where(mask, logits.reshape(u, hkv, c, g, t, s), _MASKED)
 
 
-def _group_values(p: jax.Array, v: jax.Array, group: int) -> jax.Array:
-    """p `[B, Hkv, G, T, S]`, v `[B // group, Hkv, S, D]` → `[B, T, Hkv, G, D]` float32."""
-    if p.dtype != jnp.float32 and jax.default_backend() == "cpu":
-        # XLA CPU's DotThunk has no BF16 x BF16 = F32 kernel for this transpose-free layout. Exact
-        # upcast of both inputs: same products, same float32 accumulation.
-        p, v = p.astype(jnp.float32), v.astype(jnp.float32)
-    if group == 1:
-        return jnp.einsum("bkgts,bksd->btkgd", p, v, preferred_element_type=jnp.float32)
-    b, hkv, g, t, s = p.shape
-    pg = p.reshape(b // group, group, hkv, g, t, s)
-    out = jnp.einsum("uckgts,uksd->uctkgd", pg, v, preferred_element_type=jnp.float32)
-    return out.reshape(b, t, hkv, g, v.shape[-1])
+def _to_rows(x: jax.Array) -> jax.Array:
+    """`[B', Hkv, C, G, T, X]` (a source's layout) → `[B' * C, Hkv, G, T, X]` (one entry per query row)."""
+    u, hkv, c, g, t, n = x.shape
+    return x.transpose(0, 2, 1, 3, 4, 5).reshape(u * c, hkv, g, t, n)
+
+
+def _from_rows(x: jax.Array, u: int) -> jax.Array:
+    """Inverse of `_to_rows` for a source of batch u."""
+    b, hkv, g, t, n = x.shape
+    return x.reshape(u, b // u, hkv, g, t, n).transpose(0, 2, 1, 3, 4, 5)
+
+
+def _source_values(w: jax.Array, v: jax.Array) -> jax.Array:
+    """Weights w `[B', Hkv, C, G, T, S]` times v `[B', Hkv, S, D]` → `[B' * C, Hkv, G, T, D]` float32."""
+    u, hkv, c, g, t, s = w.shape
+    if w.dtype != jnp.float32 and jax.default_backend() == "cpu":
+        # XLA CPU's DotThunk has no BF16 x BF16 = F32 kernel for this layout. Exact upcast of both
+        # inputs: same products, same float32 accumulation.
+        w, v = w.astype(jnp.float32), v.astype(jnp.float32)
+    out = jnp.einsum("ukqs,uksd->ukqd", w.reshape(u, hkv, c * g * t, s), v, preferred_element_type=jnp.float32)
+    return _to_rows(out.reshape(u, hkv, c, g, t, v.shape[-1]))
 
 
 def attend(q: jax.Array, q_positions: jax.Array, sources: list[tuple[jax.Array, jax.Array, jax.Array]]) -> jax.Array:
     """Softmax attention of q `[B, T, H, D]` over key/value sources.
 
     Each source is (k `[B', Hkv, S, D]`, v `[B', Hkv, S, D]`, positions `[B', S]`) with B' dividing B
-    (head-major, the KV cache layout).
-    Returns `[B, T, H, D]` in q's dtype. Softmax in float32; fully masked rows (padding queries) give a
-    finite uniform average, never NaN.
+    (head-major, the KV cache layout). All sources enter one softmax through a shared maximum and
+    normalizer (no concatenated copy of the logits). Returns `[B, T, H, D]` in q's dtype. Softmax in
+    float32; fully masked rows (padding queries) give a finite uniform average, never NaN.
     """
     b, t, h, d = q.shape
     hkv = sources[0][0].shape[1]
-    qg = q.reshape(b, t, hkv, h // hkv, d) * jnp.asarray(d ** -0.5, q.dtype)
-    all_logits, groups = [], []
-    for k, v, kv_pos in sources:
-        group = b // k.shape[0]
-        logits = _group_logits(qg, k, group)
-        if group == 1:
-            mask = visible(q_positions, kv_pos)
-        else:
-            mask = visible(q_positions.reshape(b // group, group * t), kv_pos).reshape(b, t, -1)
-        all_logits.append(jnp.where(mask[:, None, None], logits, _MASKED))
-        groups.append(group)
-    logits = jnp.concatenate(all_logits, axis=-1) if len(all_logits) > 1 else all_logits[0]
-    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
-    out = jnp.zeros((b, t, hkv, h // hkv, d), jnp.float32)
-    start = 0
-    for (k, v, _), group in zip(sources, groups):
-        size = k.shape[2]
-        out = out + _group_values(probs[..., start:start + size], v, group)
-        start += size
-    return out.reshape(b, t, h, d).astype(q.dtype)
+    qh = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, hkv, h // hkv, d).transpose(0, 2, 3, 1, 4)
+    logits = [_source_logits(qh, q_positions, k, pos) for k, _, pos in sources]
+    top = functools.reduce(jnp.maximum, [_to_rows(jnp.max(lg, axis=-1, keepdims=True)) for lg in logits])
+    out, total = None, None
+    for lg, (_, v, _) in zip(logits, sources):
+        w = jnp.exp(lg - _from_rows(top, lg.shape[0]))                       # [B', Hkv, C, G, T, S]
+        norm = _to_rows(jnp.sum(w, axis=-1, keepdims=True))
+        part = _source_values(w.astype(q.dtype), v)
+        out, total = (part, norm) if out is None else (out + part, total + norm)
+    out = out / total                                                         # [B, Hkv, G, T, D]
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(q.dtype)
 
 
 class Attention(nnx.Module):
