@@ -40,7 +40,8 @@ class ModelSpec:
     path: str = ""
     dtype: str = "float32"               # compute dtype; params stay float32 unless param_dtype is set
     param_dtype: str = "float32"
-    remat: str = "none"
+    remat: str = "none"                  # "none", "full" or "dots": per-layer rematerialization in training
+    scan_layers: bool = True             # one lax.scan over the layers outside decoding (see ModelConfig)
     head_hidden: int = 256
     # Architecture of a "random" model (the demo's tiny decoder); vocab comes from the tokenizer.
     hidden_size: int = 64
@@ -68,6 +69,7 @@ class TeacherSpec:
     api_key_env: str = "OPENAI_API_KEY"
     negatives_per_user: int = 3
     noise: float = 0.1
+    style: str = "full"                  # scripted teacher: "full" sentences or "concise" counts
     max_new_tokens: int = 256
     concurrency: int = 4
 

@@ -84,7 +84,7 @@ def run_jax(model_dir: str, seqs: dict, args) -> dict:
     from r2rank_jax.train.rl_batch import RLBatch
     from r2rank_jax.train.state import create_train_state
 
-    model = load_hf(model_dir, remat=args.remat)
+    model = load_hf(model_dir, remat=args.remat, scan_layers=bool(args.scan_layers))
     cfg = model.config
     u, k, r = args.users, args.k, args.rationale
     p_tok, p_pos = left_pad(seqs["prefix"], pad_id=cfg.pad_token_id or 0)
@@ -107,11 +107,12 @@ def run_jax(model_dir: str, seqs: dict, args) -> dict:
     static, state = create_train_state(model, head, make_optimizer(OptimConfig(learning_rate=1e-6)),
                                        make_optimizer(OptimConfig(learning_rate=1e-4)), jax.random.PRNGKey(0))
     del model
-    step = make_train_step(static, rl_cfg)
     t0 = time.perf_counter()
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
+    step = make_train_step(static, rl_cfg).lower(state, batch).compile()
     compile_s = time.perf_counter() - t0
+    memory = step.memory_analysis()
+    state, metrics = step(state, batch)  # warm-up
+    jax.block_until_ready(metrics)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -123,6 +124,8 @@ def run_jax(model_dir: str, seqs: dict, args) -> dict:
            + forward_flops(cfg, u * k * c_len, p_len + c_len, u * k * r))
     return {"step_s": float(np.median(times)), "steps_s": times, "compile_s": compile_s, "model_flops": 3 * fwd,
             "prefix_len": int(p_len), "continuation_len": int(c_len), "remat": args.remat,
+            "scan_layers": bool(args.scan_layers), "compiled_temp_gib": memory.temp_size_in_bytes / 2**30,
+            "compiled_argument_gib": memory.argument_size_in_bytes / 2**30,
             "loss": float(metrics["loss"]), "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
@@ -182,7 +185,7 @@ def _child(args) -> int:
 def _run_side(side: str, model_dir: str, seqs_path: str, args) -> dict:
     cmd = [sys.executable, "-m", "r2rank_jax.bench.train_step", "--side", side, "--model_dir", model_dir,
            "--seqs", seqs_path] + [f"--{k}={v}" for k, v in vars(args).items()
-                                   if k in ("users", "k", "seq_len", "rationale", "steps", "torch_steps", "remat", "logit_chunk", "seed")]
+                                   if k in ("users", "k", "seq_len", "rationale", "steps", "torch_steps", "remat", "scan_layers", "logit_chunk", "seed")]
     out = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
@@ -200,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rationale", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--torch_steps", type=int, default=1)
-    parser.add_argument("--remat", default="none", choices=["none", "full", "dots"])
+    parser.add_argument("--remat", default="full", choices=["none", "full", "dots"])
+    parser.add_argument("--scan_layers", type=int, default=1, choices=[0, 1],
+                        help="1: the layers run as one lax.scan (with remat: one layer recomputed at a time)")
     parser.add_argument("--logit_chunk", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="train_step_bench.json")

@@ -57,7 +57,10 @@ class ModelConfig:
 
     `param_dtype` is the storage dtype of the weights, `compute_dtype` the dtype of matmul inputs
     (norms, softmax and logits are always computed in float32). `remat` rematerializes each layer in
-    the backward pass ("none", "full", or "dots": keep matmul outputs).
+    the backward pass ("none", "full", or "dots": keep matmul outputs). `scan_layers` runs the layers
+    as one `lax.scan` over their stacked states whenever there is no KV cache (training, scoring,
+    shared-prefix prefill): compile time no longer grows with depth, and with remat the backward
+    pass recomputes exactly one layer at a time. Decoding with a KV cache always loops in Python.
     """
 
     vocab_size: int
@@ -80,6 +83,7 @@ class ModelConfig:
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
     remat: str = "none"
+    scan_layers: bool = True
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:

@@ -125,17 +125,20 @@ class Decoder(nnx.Module):
         if cache is not None:
             cache.check_room(tokens.shape[1])
             cache = cache.write_positions(positions)
-        kv_out = []
-        for i, layer in enumerate(self.layers):
-            own = None
-            if cache is not None:
-                def own(k, v, i=i):
-                    nonlocal cache
-                    cache = cache.write_layer(i, k, v)
-                    return cache.k[i], cache.v[i], cache.positions
-            ctx = None if context is None else (context.k[i], context.v[i], context.positions)
-            x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx)
-            kv_out.append(kv)
+        if cache is None and cfg.scan_layers and len(self.layers) > 1:
+            x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv)
+        else:
+            kv_out = []
+            for i, layer in enumerate(self.layers):
+                own = None
+                if cache is not None:
+                    def own(k, v, i=i):
+                        nonlocal cache
+                        cache = cache.write_layer(i, k, v)
+                        return cache.k[i], cache.v[i], cache.positions
+                ctx = None if context is None else (context.k[i], context.v[i], context.positions)
+                x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx)
+                kv_out.append(kv)
         hidden = self.final_norm(x)
         if cache is not None:
             cache = cache.advance(tokens.shape[1])
@@ -154,6 +157,32 @@ class Decoder(nnx.Module):
             return layer(x, positions, cos, sin, own, ctx)
         fn = nnx.remat(lambda lyr, *a: lyr(*a), policy=_REMAT_POLICIES[remat])
         return fn(layer, x, positions, cos, sin, None, ctx)
+
+    def _scan_layers(self, x, positions, cos, sin, context, return_kv):
+        """All layers as one `lax.scan` over their stacked states (no own cache).
+
+        x `[B, T, D]` → (x `[B, T, D]`, per-layer (k, v) `[B, T, Hkv, hd]` if return_kv else []).
+        Stacking copies the layer weights once per call (a transient as large as the layer weights);
+        in exchange the loop body is compiled once and, with remat, checkpointed per layer: the
+        backward pass keeps only each layer's input and recomputes one layer at a time.
+        """
+        graphdef = nnx.graphdef(self.layers[0])
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(layer) for layer in self.layers])
+        ctx_kv = None if context is None else (jnp.stack(context.k), jnp.stack(context.v))
+
+        def body(x, xs):
+            state, ctx = xs
+            layer = nnx.merge(graphdef, state)
+            ctx = None if ctx is None else (ctx[0], ctx[1], context.positions)
+            x, kv = layer(x, positions, cos, sin, None, ctx)
+            return x, (kv if return_kv else None)
+
+        if self.config.remat != "none":
+            body = jax.checkpoint(body, policy=_REMAT_POLICIES[self.config.remat], prevent_cse=False)
+        x, kvs = jax.lax.scan(body, x, (stacked, ctx_kv))
+        if not return_kv:
+            return x, []
+        return x, [(kvs[0][i], kvs[1][i]) for i in range(len(self.layers))]
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """hidden `[..., D]` → float32 logits `[..., V]` through the (tied or untied) LM head."""

@@ -31,7 +31,10 @@ from r2rank_jax.sampling.loop import SampleOutput, decode_loop
 from r2rank_jax.sampling.params import SamplingParams
 from r2rank_jax.sampling.stops import StopStrings
 
-DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 4096)
+# Padded prompt lengths: finer than powers of two (padding costs prefill time and decode attention),
+# coarse enough that a rollout run compiles only a handful of variants.
+DEFAULT_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 576, 640, 768, 896, 1024, 1280, 1536,
+                   2048, 3072, 4096)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,7 @@ def build_model(cfg: ExperimentConfig, tokenizer: Any, mesh=None):
     from r2rank_jax.models.head import ScoringHead
 
     m = cfg.model
-    numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat)
+    numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers)
     if m.kind == "random":
         mc = ModelConfig(vocab_size=len(tokenizer), hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
                          num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,

@@ -36,6 +36,7 @@ class TeacherSpec:
     # scripted: the synthetic world's attribute reasoner
     noise: float = 0.1
     threshold: float = 1.3
+    style: str = "full"                  # "full" sentences or "concise" counts (short rollouts on a CPU)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -50,7 +51,8 @@ def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
         from r2rank_jax.data.synthetic import load_item_attributes
         from r2rank_jax.teacher.scripted import ScriptedTeacher
 
-        return ScriptedTeacher(load_item_attributes(benchmark_dir), spec.noise, spec.threshold, spec.seed), None
+        return ScriptedTeacher(load_item_attributes(benchmark_dir), spec.noise, spec.threshold, spec.seed,
+                               spec.style), None
     if spec.kind == "openai":
         from r2rank_jax.teacher.http_teacher import OpenAITeacher
         from r2rank_jax.teacher.openai_client import ChatClient, ClientConfig

@@ -8,6 +8,9 @@ the default world; with probability ``noise`` the decision is flipped (the text 
 flipped decision), so the correctness filter has work to do. Each response has the three sections of
 the self-reflective prompt and ends with the answer tag. Deterministic in (seed, user, candidate,
 attempt).
+
+Two styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer) and ``concise``
+(the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts).
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from r2rank_jax.teacher.prompts import answer_tag
 
 PROFILE_BONUS = 0.5
 _NAMES = {"genre": "genre", "platform": "platform", "brand": "brand"}
+STYLES = ("full", "concise")
 
 
 def _favorite_platform(profile: str | None) -> str | None:
@@ -36,14 +40,17 @@ def _favorite_platform(profile: str | None) -> str | None:
 
 class ScriptedTeacher:
     def __init__(self, attributes: Mapping[str, Mapping[str, str]], noise: float = 0.1, threshold: float = 1.3,
-                 seed: int = 0):
+                 seed: int = 0, style: str = "full"):
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise}")
+        if style not in STYLES:
+            raise ValueError(f"scripted teacher style must be one of {STYLES}, got {style!r}")
+        self.style = style
         self.attributes = attributes
         self.noise = noise
         self.threshold = threshold
         self.seed = seed
-        self.name = f"scripted(noise={noise:g})"
+        self.name = f"scripted(noise={noise:g})" if style == "full" else f"scripted(noise={noise:g},style={style})"
 
     def match_score(self, pair: Pair) -> float:
         score = float(attribute_match_scores(self.attributes, pair.history, [pair.candidate])[0])
@@ -59,6 +66,8 @@ class ScriptedTeacher:
         fits = score >= self.threshold
         if rng.random() < self.noise:
             fits = not fits
+        if self.style == "concise":
+            return self._concise(pair, score, fits)
         return "\n".join([self._initial(pair), self._self_check(pair, score), self._conclusion(pair, fits),
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
 
@@ -122,6 +131,20 @@ class ScriptedTeacher:
                     "The candidate does not match the user's main preferences in genre, platform or brand.")
             text += " I do not recommend it."
         return "#Final conclusion and suggestion: " + text
+
+    def _concise(self, pair: Pair, score: float, fits: bool) -> str:
+        cand = self.attributes[pair.candidate]
+        n = len(pair.history)
+        shares = ", ".join(f"{_NAMES[a]} {cand[a]} {self._counts(pair.history, a).get(cand[a], 0)}/{n}"
+                           for a in ("genre", "platform", "brand"))
+        fav = _favorite_platform(pair.record.profile)
+        if fav is not None:
+            shares += ", favorite platform " + ("matches" if fav == cand["platform"] else "differs")
+        evidence = "clear" if abs(score - self.threshold) > 0.5 else "uncertain"
+        decision = "I recommend it." if fits else "I do not recommend it."
+        return "\n".join([f"#Initial reasoning: {shares}.", f"#Self-check: the evidence is {evidence}.",
+                          f"#Final conclusion and suggestion: {decision}",
+                          answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
 
     # ------------------------------------------------------------------------------ Teacher
 

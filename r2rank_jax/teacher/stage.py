@@ -30,7 +30,7 @@ def from_experiment(cfg: Any) -> tuple[TeacherSpec, SynthesisConfig, PromptConfi
             local = {"synthetic_tiny": True}
         local["dtype"] = m.dtype
     endpoint = {k: v for k, v in (("base_url", t.base_url), ("model", t.model)) if v}
-    spec = TeacherSpec(kind=t.kind, api_key_env=t.api_key_env, concurrency=t.concurrency, noise=t.noise,
+    spec = TeacherSpec(kind=t.kind, api_key_env=t.api_key_env, concurrency=t.concurrency, noise=t.noise, style=t.style,
                        max_new_tokens=t.max_new_tokens, seed=cfg.seed, **endpoint, **local)
     config = SynthesisConfig(negatives_per_user=t.negatives_per_user, seed=cfg.seed, rationalize=t.kind == "local")
     return spec, config, PromptConfig(max_prompt_tokens=cfg.data.max_prompt_tokens)

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = TeacherSpec()
     for name in ("base_url", "model", "api_key_env", "concurrency", "timeout", "max_http_attempts", "backoff",
                  "max_backoff", "max_tokens", "temperature", "hf_dir", "gguf", "max_new_tokens", "batch_size",
-                 "dtype", "noise", "threshold"):
+                 "dtype", "noise", "threshold", "style"):
         default = getattr(s, name)
         kind = float if name == "temperature" else type(default) if default is not None else str
         p.add_argument(f"--{name}", type=kind, default=default)

@@ -111,3 +111,35 @@ def test_bfloat16_compute_is_close_to_float32():
     real = positions >= 0
     assert np.abs(np.asarray(a) - np.asarray(b))[real].max() < 0.05
     assert np.abs(np.asarray(a) - np.asarray(b))[real].max() > 0  # bf16 really ran
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_scan_over_layers_equals_python_loop(remat):
+    """The scanned layer stack (stacked layer states, checkpointed body) == the per-layer Python loop:
+    hidden states, logits, returned keys/values, a shared-prefix context, and the gradients."""
+    cfg = CFG.replace(num_layers=3, remat=remat)
+    graphdef, state = nnx.split(Decoder(cfg.replace(scan_layers=True), rngs=nnx.Rngs(3)))
+    loop_def, _ = nnx.split(Decoder(cfg.replace(scan_layers=False), rngs=nnx.Rngs(3)))
+    p_tok, p_pos = (jnp.asarray(a) for a in left_pad([[1, 2, 3, 4, 5], [6, 7, 8]]))
+    s_tok = jnp.asarray([[9, 10], [11, 0], [12, 13], [14, 15]])
+    s_pos = jnp.asarray([[5, 6], [5, -1], [3, 4], [3, 4]])
+
+    def run(gdef, state):
+        m = nnx.merge(gdef, state)
+        pre = m(p_tok, p_pos, return_kv=True, logits_at="all")
+        out = m(s_tok, s_pos, context=context_from_kv(pre.kv, p_pos), logits_at="all")
+        loss = jnp.sum(jnp.where(s_pos[..., None] >= 0, jax.nn.log_softmax(out.logits), 0.0)) + jnp.sum(pre.logits[:, -1])
+        return loss, (pre, out)
+
+    grads = {}
+    for name, gdef in (("scan", graphdef), ("loop", loop_def)):
+        (loss, (pre, out)), g = jax.jit(jax.value_and_grad(lambda s, gdef=gdef: run(gdef, s), has_aux=True))(state)
+        grads[name] = (loss, pre, out, g)
+    (l0, pre0, out0, g0), (l1, pre1, out1, g1) = grads["scan"], grads["loop"]
+    assert "scan" in str(jax.make_jaxpr(lambda s: run(graphdef, s)[0])(state))
+    np.testing.assert_allclose(l0, l1, rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves((pre0.kv, pre0.hidden, out0.hidden, out0.logits)),
+                    jax.tree_util.tree_leaves((pre1.kv, pre1.hidden, out1.hidden, out1.logits))):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+        np.testing.assert_allclose(a, b, atol=1e-5)

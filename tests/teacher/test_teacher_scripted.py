@@ -109,3 +109,29 @@ def test_cli_scripted(tiny_world, tmp_path, capsys):
     assert summary["requests"] == 18 and summary["run"]["requests"] == 18
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run"]["requests"] == 0
+
+
+def test_concise_style_keeps_the_decisions_and_the_evidence(tiny_world, builder, train_records, tmp_path):
+    attributes = load_item_attributes(tiny_world[0])
+    full = ScriptedTeacher(attributes, noise=0.3, seed=1)
+    concise = ScriptedTeacher(attributes, noise=0.3, seed=1, style="concise")
+    cfg = SynthesisConfig(negatives_per_user=2, max_users=20)
+    a = synthesize(full, builder, train_records, tmp_path / "full", cfg)
+    b = synthesize(concise, builder, train_records, tmp_path / "concise", cfg)
+    assert a["accepted"] == b["accepted"]          # same noise draws, same decisions
+    full_lines, short_lines = _lines(tmp_path / "full" / ledger.CORPUS), _lines(tmp_path / "concise" / ledger.CORPUS)
+    for x, y in zip(full_lines, short_lines):
+        assert (x["candidate"], parse_decision(x["response"])) == (y["candidate"], parse_decision(y["response"]))
+        for section in ("#Initial reasoning:", "#Self-check:", "#Final conclusion and suggestion:"):
+            assert section in y["response"]
+        cand = attributes[y["candidate"]]
+        for attr in ("genre", "platform", "brand"):
+            assert f"{attr} {cand[attr]} " in y["response"]
+        assert len(builder.tokenizer(y["response"])["input_ids"]) < len(builder.tokenizer(x["response"])["input_ids"]) / 2
+    assert y["teacher"] == "scripted(noise=0.3,style=concise)"
+    try:
+        ScriptedTeacher(attributes, style="terse")
+    except ValueError as e:
+        assert "style" in str(e)
+    else:
+        raise AssertionError("an unknown style must be an error")
