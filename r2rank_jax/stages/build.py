@@ -50,5 +50,9 @@ def build_model(cfg: ExperimentConfig, tokenizer: Any, mesh=None):
         model = load_gguf(m.path or smollm2_gguf_path(), mesh=mesh, **numerics)
     else:
         raise ValueError(f"model.kind={m.kind!r}: expected 'random', 'hf', 'gguf' or 'smollm2'")
+    if m.preset and m.kind != "random":
+        from r2rank_jax.models.presets import check_matches_preset
+
+        check_matches_preset(model.config, m.preset, m.path or m.kind)
     head = ScoringHead(model.config.hidden_size, m.head_hidden, rngs=nnx.Rngs(cfg.seed + 1))
     return model, head

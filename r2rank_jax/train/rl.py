@@ -54,7 +54,7 @@ class RLConfig:
 _SUM_METRICS = ("reward", "ndcg", "clipped", "kl", "entropy", "tokens", "loss_theta", "loss_phi")
 
 
-def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, key, first_user, token_denom, num_users):
+def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, key, user_ids, token_denom, num_users):
     model, head = static.models(llm, head_params)
     u, k, r = mb.response_mask.shape
     hidden = continuation_hidden(model, mb, cfg.shared_prefix)
@@ -68,7 +68,6 @@ def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, ke
     mask = mb.candidate_mask
     scores = jnp.where(mask, head(h_dec).reshape(u, k), 0.0)
 
-    user_ids = first_user + jnp.arange(u)
     perms = losses.sample_rankings(key, user_ids, jax.lax.stop_gradient(scores), cfg.num_rankings, mask)
     rewards = losses.ranking_rewards(perms, mb.relevance, mask, cfg.ndcg_k)           # [M, U]
     baseline = losses.reward_baseline(rewards, cfg.baseline)
@@ -105,17 +104,21 @@ def candidate_scores(static: Static, llm, head_params, batch: RLBatch, shared_pr
     return jnp.where(batch.candidate_mask, head(decision_hidden(hidden, batch)).reshape(u, k), -jnp.inf)
 
 
-def _split_micro(batch: RLBatch, n: int) -> RLBatch:
+def _split_micro(batch: RLBatch, n: int) -> tuple[RLBatch, jax.Array]:
+    """`[U, ...]` → `[n, U // n, ...]` with microbatch i holding users i, i + n, i + 2n, ... (interleaved, so
+    a user axis sharded over devices in contiguous blocks stays sharded the same way in every
+    microbatch), and the users' indices `[n, U // n]`."""
     u = batch.prefix_tokens.shape[0]
     if u % n:
         raise ValueError(f"{u} users per batch are not divisible into {n} microbatches")
-    return jax.tree.map(lambda x: x.reshape((n, u // n) + x.shape[1:]), batch)
+    split = lambda x: jnp.swapaxes(x.reshape((u // n, n) + x.shape[1:]), 0, 1)  # noqa: E731
+    return jax.tree.map(split, batch), split(jnp.arange(u))
 
 
 def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=None) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`, jitted once, with the state donated."""
     grad_fn = jax.value_and_grad(
-        lambda llm, head, mb, key, first, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, first, denom, nu),
+        lambda llm, head, mb, key, ids, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, ids, denom, nu),
         argnums=(0, 1), has_aux=True)
 
     def step(state: TrainState, batch: RLBatch):
@@ -127,13 +130,12 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         else:
             token_denom = jnp.asarray(num_users, jnp.float32)
         key, sub = jax.random.split(state.key)
-        micro = _split_micro(batch, cfg.microbatches)
-        first_users = jnp.arange(cfg.microbatches) * (num_users // cfg.microbatches)
+        micro, user_ids = _split_micro(batch, cfg.microbatches)
 
         def accumulate(carry, xs):
             g_llm, g_head, loss, sums, finite = carry
-            mb, first = xs
-            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, sub, first, token_denom, num_users)
+            mb, ids = xs
+            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, sub, ids, token_denom, num_users)
             add = lambda a, b: a + b
             return (jax.tree.map(add, g_llm, gl), jax.tree.map(add, g_head, gh), loss + l,
                     jax.tree.map(add, sums, s), finite & f), None
@@ -141,7 +143,7 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         zeros = lambda t: jax.tree.map(jnp.zeros_like, t)
         init = (zeros(state.llm), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
                 jnp.asarray(True))
-        (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, first_users))
+        (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, user_ids))
 
         gnorm_llm, gnorm_head = optax.tree.norm(g_llm), optax.tree.norm(g_head)
         ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)

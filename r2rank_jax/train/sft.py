@@ -58,7 +58,8 @@ def _split_micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]
     b = batch["tokens"].shape[0]
     if b % n:
         raise ValueError(f"{b} rows per batch are not divisible into {n} microbatches")
-    return {k: v.reshape((n, b // n) + v.shape[1:]) for k, v in batch.items()}
+    # Interleaved (microbatch i = rows i, i + n, ...): a row axis sharded in contiguous blocks stays sharded.
+    return {k: jnp.swapaxes(v.reshape((b // n, n) + v.shape[1:]), 0, 1) for k, v in batch.items()}
 
 
 def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: optax.Schedule | None = None,
