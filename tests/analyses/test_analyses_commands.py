@@ -14,6 +14,9 @@ from r2rank_jax.baselines.popularity import popularity_scores
 from r2rank_jax.data.benchmark import load_split
 from r2rank_jax.stages.workdir import MissingInputError
 
+# The shared workdir fixture runs prepare + eval (~20 s on a quiet machine, ~45 s loaded).
+pytestmark = pytest.mark.slow
+
 
 def _outputs(workdir, name):
     out = workdir / "analyses"

@@ -57,6 +57,7 @@ def test_a_list_position_scorer_moves_and_a_content_scorer_does_not():
     np.testing.assert_array_equal(arrays["content"]["20"], arrays["content"]["original"])
 
 
+@pytest.mark.slow  # uses the shared workdir fixture (prepare + eval)
 def test_r2rank_scores_are_invariant_to_candidate_order(analysis_workdir):
     """Real model (random weights, random non-zero head): ≤ 1e-5 under every placement, non-trivial scores,
     and the benchmark-order scores equal the eval stage's score file (same scoring path)."""
