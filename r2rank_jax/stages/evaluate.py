@@ -2,7 +2,8 @@
 
 Methods: `r2rank` (the RL checkpoint), `sft_only` (the SFT checkpoint), `zero_shot` (the base model
 with an untrained head: every candidate ties, so it scores the random expectation — the pointwise
-P(Recommend) zero-shot baseline is future work), and the configured classic baselines. Only the first
+P(Recommend) zero-shot baseline is future work), the configured classic baselines, and
+`zero_shot_listwise` (stages/listwise.py; its parse statistics go into results.json). Only the first
 `eval.max_users` users of the split are evaluated (0: all); baselines are scored on the whole split
 and cut to the same users.
 """
@@ -20,6 +21,7 @@ from r2rank_jax.eval.report import build_results, render_markdown
 from r2rank_jax.eval.score_files import read_score_file, write_score_file
 from r2rank_jax.stages import common
 from r2rank_jax.stages.build import build_model
+from r2rank_jax.stages.listwise import zero_shot_listwise
 from r2rank_jax.stages.scoring import score_split
 from r2rank_jax.stages.workdir import Workdir
 
@@ -64,6 +66,7 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
             paths[name] = write_score_file(scores_dir / f"{name}.jsonl", records, scores)
     for name in e.baselines:
         paths[name] = _baseline_scores(name, wd, e.split, records, scores_dir)
+    paths["zero_shot_listwise"], listwise_parse = zero_shot_listwise(cfg, tok, mesh, records, builder, scores_dir)
     reference = e.reference if e.reference in paths else next(iter(paths))
     per_user, ties = evaluate_score_files(paths, records, e.split)
     manifest = json.loads((wd.benchmark / "manifest.json").read_text())
@@ -71,6 +74,7 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
              "num_candidates": cfg.data.num_candidates}
     results = build_results(per_user, reference, bench, ties, seed=cfg.seed,
                             num_candidates=max(len(r.candidates) for r in records))
+    results["methods"]["zero_shot_listwise"]["parse"] = listwise_parse
     (wd.eval / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     markdown = render_markdown(results)
     (wd.eval / "results.md").write_text(markdown)
