@@ -72,8 +72,9 @@ def test_lora_off_is_todays_model_and_state():
     for p in paths:
         hf_name(p)  # every parameter is a HF tensor: no adapter paths
     c = TINY
-    per_layer = (c.hidden_size * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim + (c.num_heads + 2 * c.num_kv_heads) * c.head_dim
-                 + c.num_heads * c.head_dim * c.hidden_size + 3 * c.hidden_size * c.intermediate_size + 2 * c.hidden_size)
+    qkv = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim                 # q, k, v output widths
+    per_layer = (c.hidden_size * qkv + qkv + c.num_heads * c.head_dim * c.hidden_size  # kernels, biases, o
+                 + 3 * c.hidden_size * c.intermediate_size + 2 * c.hidden_size)       # MLP, two norms
     expected = c.num_layers * per_layer + 2 * c.vocab_size * c.hidden_size + c.hidden_size
     assert sum(x.size for x in _flat(nnx.state(model)).values()) == expected
     assert with_lora(model, LoRAConfig()) is model
@@ -82,6 +83,7 @@ def test_lora_off_is_todays_model_and_state():
     static, state = create_train_state(model, head, tx, tx, jax.random.PRNGKey(0))
     assert static.llm_trainable is None
     assert jax.tree.structure(state.llm_opt) == jax.tree.structure(tx.init(state.llm))
+    assert "lora" not in train_metadata(TINY, head)["model_config"]  # checkpoint metadata as before
 
 
 def test_untrained_adapters_leave_the_model_unchanged_and_only_they_get_optimizer_state():
@@ -93,7 +95,8 @@ def test_untrained_adapters_leave_the_model_unchanged_and_only_they_get_optimize
     d, f, h, hkv, hd = TINY.hidden_size, TINY.intermediate_size, TINY.num_heads, TINY.num_kv_heads, TINY.head_dim
     assert adapters["layers/0/attn/q_lora/a"].shape == (d, 4) and adapters["layers/0/attn/q_lora/b"].shape == (4, h, hd)
     assert adapters["layers/1/attn/k_lora/b"].shape == (4, hkv, hd)
-    assert adapters["layers/0/attn/o_lora/a"].shape == (h, hd, 4) and adapters["layers/0/mlp/down_lora/a"].shape == (f, 4)
+    assert adapters["layers/0/attn/o_lora/a"].shape == (h, hd, 4)
+    assert adapters["layers/0/mlp/down_lora/a"].shape == (f, 4)
     assert len(adapters) == TINY.num_layers * 7 * 2
     assert all(not x.any() for k, x in adapters.items() if k.endswith("/b"))
     a = adapters["layers/0/mlp/gate_lora/a"]
@@ -150,7 +153,8 @@ def test_adapters_shard_by_the_partition_rules_at_paper_scale():
 
 
 def _flat_specs(tree):
-    return {path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "spec"))[0]}
+    leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "spec"))[0]
+    return {path_str(p): x for p, x in leaves}
 
 
 def test_checkpoint_round_trip_and_merged_export_match_the_unmerged_model(tmp_path):
