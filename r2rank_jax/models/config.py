@@ -15,6 +15,7 @@ from typing import Any, Mapping
 SUPPORTED_MODEL_TYPES = ("qwen2", "llama")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 DTYPES = ("float32", "bfloat16", "float16")
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 
 # Fields of a HF config.json that carry no semantics for inference/training of this decoder.
 _HARMLESS_HF_KEYS = frozenset({
@@ -52,6 +53,37 @@ class RopeScaling:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoRAConfig:
+    """Low-rank adapters y = x @ W + (alpha / rank) * (x @ A) @ B on the projections named in `targets`
+    (attention q, k, v, o; MLP gate, up, down). rank 0 = no adapters (the model is unchanged)."""
+
+    rank: int = 0
+    alpha: float = 16.0
+    targets: tuple[str, ...] = LORA_TARGETS
+
+    def __post_init__(self):
+        if not isinstance(self.rank, int) or self.rank < 0:
+            raise ConfigError(f"lora.rank must be an integer >= 0 (0 = off), got {self.rank!r}")
+        if self.rank and not self.alpha > 0:
+            raise ConfigError(f"lora.alpha must be > 0, got {self.alpha!r}")
+        unknown = sorted(set(self.targets) - set(LORA_TARGETS))
+        if unknown or (self.rank and not self.targets):
+            raise ConfigError(f"lora.targets={tuple(self.targets)!r}: expected a non-empty subset of {LORA_TARGETS}")
+        object.__setattr__(self, "targets", tuple(t for t in LORA_TARGETS if t in self.targets))
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    def on(self, target: str) -> bool:
+        return self.enabled and target in self.targets
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a Qwen2/Llama-family decoder plus our numerics policy.
 
@@ -61,6 +93,7 @@ class ModelConfig:
     as one `lax.scan` over their stacked states whenever there is no KV cache (training, scoring,
     shared-prefix prefill): compile time no longer grows with depth, and with remat the backward
     pass recomputes exactly one layer at a time. Decoding with a KV cache always loops in Python.
+    `lora` adds low-rank adapters (training then updates only them; see models/lora.py).
     """
 
     vocab_size: int
@@ -84,6 +117,7 @@ class ModelConfig:
     compute_dtype: str = "float32"
     remat: str = "none"
     scan_layers: bool = True
+    lora: LoRAConfig = LoRAConfig()
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -103,6 +137,8 @@ class ModelConfig:
             raise ConfigError(f"remat={self.remat!r} is not one of ('none', 'full', 'dots')")
         if self.rope_scaling.rope_type not in SUPPORTED_ROPE_TYPES:
             raise ConfigError(f"rope type {self.rope_scaling.rope_type!r} is not supported (supported: {SUPPORTED_ROPE_TYPES})")
+        if not isinstance(self.lora, LoRAConfig):
+            raise ConfigError(f"lora must be a LoRAConfig, got {type(self.lora).__name__}")
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from r2rank_jax.mesh import constrain
 from r2rank_jax.models.attention import Attention, attend
 from r2rank_jax.models.config import ModelConfig
 from r2rank_jax.models.kv_cache import KVCache, heads_first
+from r2rank_jax.models.lora import adapted, add_adapters
 from r2rank_jax.models.rope import inverse_frequencies, rope_tables
 
 
@@ -34,7 +35,7 @@ class RMSNorm(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """SwiGLU: down(silu(x @ gate) * (x @ up)); kernels gate/up `[D, F]`, down `[F, D]`."""
+    """SwiGLU: down(silu(x @ gate) * (x @ up)); kernels gate/up `[D, F]`, down `[F, D]` (+ LoRA adapters)."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         pdt = jnp.dtype(cfg.param_dtype)
@@ -44,14 +45,15 @@ class MLP(nnx.Module):
         self.up_proj = nnx.Param(init(rngs.params(), (d, f), pdt))
         self.down_proj = nnx.Param(init(rngs.params(), (f, d), pdt))
         self.compute_dtype = jnp.dtype(cfg.compute_dtype)
+        add_adapters(self, cfg, {"gate": ((d,), (f,)), "up": ((d,), (f,)), "down": ((f,), (d,))}, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         cdt = self.compute_dtype
         x = x.astype(cdt)
-        gate = x @ self.gate_proj[...].astype(cdt)
-        up = x @ self.up_proj[...].astype(cdt)
+        gate = adapted(self, "gate", x, x @ self.gate_proj[...].astype(cdt))
+        up = adapted(self, "up", x, x @ self.up_proj[...].astype(cdt))
         hidden = constrain(jax.nn.silu(gate) * up, ("batch", None, "mlp"))
-        return hidden @ self.down_proj[...].astype(cdt)
+        return adapted(self, "down", hidden, hidden @ self.down_proj[...].astype(cdt))
 
 
 class DecoderLayer(nnx.Module):

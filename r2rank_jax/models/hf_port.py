@@ -22,6 +22,7 @@ from jax.sharding import Mesh, SingleDeviceSharding
 from r2rank_jax.mesh import param_shardings, path_str
 from r2rank_jax.models.config import ModelConfig, load_hf_config
 from r2rank_jax.models.decoder import Decoder
+from r2rank_jax.models.lora import merge_lora
 from r2rank_jax.models.safetensors_io import CheckpointError, SafetensorsCheckpoint, plan_shards, write_safetensors
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
@@ -162,8 +163,9 @@ def load_hf(directory: str | pathlib.Path, mesh: Mesh | None = None, **config_ov
 
 
 def hf_tensors(model: Decoder, dtype: str | None = None) -> list[tuple[str, np.ndarray]]:
-    """Our parameters as (HF name, host array in HF layout), in a stable order."""
-    _, state = nnx.split(model)
+    """Our parameters as (HF name, host array in HF layout), in a stable order. LoRA adapters are
+    merged into their base weights first (a HF checkpoint has no adapters)."""
+    _, state = nnx.split(merge_lora(model))
     pure = nnx.to_pure_dict(state)
     out = []
     leaves = jax.tree_util.tree_flatten_with_path(pure)[0]
@@ -193,13 +195,13 @@ def export_hf(model: Decoder, out_dir: str | pathlib.Path, *, dtype: str | None 
               tokenizer_from: str | pathlib.Path | None = None, max_shard_bytes: int = 4 << 30) -> pathlib.Path:
     """Writes config.json + safetensors (sharded with an index beyond `max_shard_bytes`) that transformers loads.
 
+    A model with LoRA adapters is written merged (W + (alpha / rank) * A @ B): a plain decoder.
     Tokenizer files are copied from `tokenizer_from` when given.
     """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
     tensors = hf_tensors(model, dtype)
-    hf_cfg = cfg.to_hf_dict()
+    hf_cfg = model.config.to_hf_dict()
     hf_cfg["torch_dtype"] = str(np.dtype(tensors[0][1].dtype)) if dtype is None else dtype
     shards = list(plan_shards([(n, a.nbytes) for n, a in tensors], max_shard_bytes))
     by_name = dict(tensors)

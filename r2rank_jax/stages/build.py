@@ -27,10 +27,12 @@ def load_tokenizer(cfg: ExperimentConfig, wd: Workdir, stage: str = "build") -> 
 
 
 def build_model(cfg: ExperimentConfig, tokenizer: Any, mesh=None):
-    """(decoder, scoring head). A "random" decoder's vocabulary is the tokenizer's."""
-    from r2rank_jax.models.config import ModelConfig
+    """(decoder, scoring head). A "random" decoder's vocabulary is the tokenizer's. With `model.lora.rank > 0`
+    the decoder gets fresh LoRA adapters (A random, B zero) on top of the base weights."""
+    from r2rank_jax.models.config import LoRAConfig, ModelConfig
     from r2rank_jax.models.decoder import Decoder
     from r2rank_jax.models.head import ScoringHead
+    from r2rank_jax.models.lora import with_lora
 
     m = cfg.model
     numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers)
@@ -50,6 +52,8 @@ def build_model(cfg: ExperimentConfig, tokenizer: Any, mesh=None):
         model = load_gguf(m.path or smollm2_gguf_path(), mesh=mesh, **numerics)
     else:
         raise ValueError(f"model.kind={m.kind!r}: expected 'random', 'hf', 'gguf' or 'smollm2'")
+    model = with_lora(model, LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, targets=m.lora.targets),
+                      seed=cfg.seed + 2, mesh=mesh)
     if m.preset and m.kind != "random":
         from r2rank_jax.models.presets import check_matches_preset
 

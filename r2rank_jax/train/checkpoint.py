@@ -37,7 +37,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from r2rank_jax.mesh import path_str, spec_for
-from r2rank_jax.models.config import ModelConfig, RopeScaling
+from r2rank_jax.models.config import LoRAConfig, ModelConfig, RopeScaling
 from r2rank_jax.models.safetensors_io import CheckpointError
 from r2rank_jax.train.state import TrainState
 
@@ -65,9 +65,14 @@ class CheckpointConfig:
 # ---- self-describing metadata --------------------------------------------------------------------
 
 def model_config_to_json(cfg: ModelConfig) -> dict[str, Any]:
+    """The config's fields as JSON; `lora` only when adapters are on (so LoRA-free metadata is unchanged)."""
     out = dataclasses.asdict(cfg)
     if isinstance(out.get("eos_token_id"), tuple):
         out["eos_token_id"] = list(out["eos_token_id"])
+    if cfg.lora.enabled:
+        out["lora"]["targets"] = list(cfg.lora.targets)
+    else:
+        del out["lora"]
     return out
 
 
@@ -81,6 +86,16 @@ def model_config_from_json(obj: Mapping[str, Any], source: str = "checkpoint met
         obj["rope_scaling"] = RopeScaling(**obj["rope_scaling"])
     if isinstance(obj.get("eos_token_id"), list):
         obj["eos_token_id"] = tuple(obj["eos_token_id"])
+    if isinstance(obj.get("lora"), Mapping):
+        lora = dict(obj["lora"])
+        unknown_lora = sorted(set(lora) - {f.name for f in dataclasses.fields(LoRAConfig)})
+        if unknown_lora:
+            raise CheckpointError(f"{source}: unknown model_config.lora field(s) {unknown_lora}")
+        lora["targets"] = tuple(lora.get("targets", LoRAConfig().targets))
+        try:
+            obj["lora"] = LoRAConfig(**lora)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{source}: invalid model_config.lora: {e}") from None
     try:
         return ModelConfig(**obj)
     except (TypeError, ValueError) as e:

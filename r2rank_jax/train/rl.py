@@ -117,9 +117,11 @@ def _split_micro(batch: RLBatch, n: int) -> tuple[RLBatch, jax.Array]:
 
 def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=None) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`, jitted once, with the state donated."""
-    grad_fn = jax.value_and_grad(
-        lambda llm, head, mb, key, ids, denom, nu: _micro_loss(static, cfg, llm, head, mb, key, ids, denom, nu),
-        argnums=(0, 1), has_aux=True)
+    def loss_fn(trained, head, frozen, mb, key, ids, denom, nu):
+        return _micro_loss(static, cfg, static.merge_llm(trained, frozen), head, mb, key, ids, denom, nu)
+
+    # Gradients only for the trained part of θ (all of it, or its LoRA adapters) and for φ.
+    grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
 
     def step(state: TrainState, batch: RLBatch):
         batch.check_shapes()
@@ -130,26 +132,28 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         else:
             token_denom = jnp.asarray(num_users, jnp.float32)
         key, sub = jax.random.split(state.key)
+        trained, frozen = static.split_llm(state.llm)
         micro, user_ids = _split_micro(batch, cfg.microbatches)
 
         def accumulate(carry, xs):
             g_llm, g_head, loss, sums, finite = carry
             mb, ids = xs
-            (l, (s, f)), (gl, gh) = grad_fn(state.llm, state.head, mb, sub, ids, token_denom, num_users)
+            (l, (s, f)), (gl, gh) = grad_fn(trained, state.head, frozen, mb, sub, ids, token_denom, num_users)
             add = lambda a, b: a + b
             return (jax.tree.map(add, g_llm, gl), jax.tree.map(add, g_head, gh), loss + l,
                     jax.tree.map(add, sums, s), finite & f), None
 
         zeros = lambda t: jax.tree.map(jnp.zeros_like, t)
-        init = (zeros(state.llm), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
+        init = (zeros(trained), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
                 jnp.asarray(True))
         (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, user_ids))
 
         gnorm_llm, gnorm_head = optax.tree.norm(g_llm), optax.tree.norm(g_head)
         ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)
-        upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, state.llm)
+        upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, trained)
         upd_head, head_opt = static.head_tx.update(g_head, state.head_opt, state.head)
-        new = TrainState(step=state.step + 1, llm=optax.apply_updates(state.llm, upd_llm),
+        llm = static.merge_llm(optax.apply_updates(trained, upd_llm), frozen)
+        new = TrainState(step=state.step + 1, llm=llm,
                          head=optax.apply_updates(state.head, upd_head), llm_opt=llm_opt, head_opt=head_opt, key=key)
         new = jax.lax.cond(ok, lambda: new, lambda: state)
 

@@ -7,7 +7,8 @@ slice ever reaches the vocabulary projection, in chunks (`token_logprobs`): prom
 logits. The loss is the mean negative log-likelihood over all response tokens of the (global)
 batch; microbatches split the batch rows and accumulate gradients in a `lax.scan`. Only θ (the LLM)
 and its optimizer state change; the head φ, its optimizer and the RNG key pass through. A
-non-finite loss or gradient leaves the state untouched and is reported as ``skipped``.
+non-finite loss or gradient leaves the state untouched and is reported as ``skipped``. With LoRA
+only the adapters of θ get gradients and updates (train/state.py).
 """
 from __future__ import annotations
 
@@ -69,8 +70,8 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
     ``batch`` holds ``sft_data.DEVICE_KEYS``. Metrics: loss (mean response-token NLL), tokens,
     grad_norm, skipped, and lr when ``lr_schedule`` is given.
     """
-    def loss_fn(llm, mb, denom):
-        model = nnx.merge(static.llm_def, llm)
+    def loss_fn(trained, frozen, mb, denom):
+        model = nnx.merge(static.llm_def, static.merge_llm(trained, frozen))
         logp = response_logprobs(model, mb["tokens"], mb["positions"], mb["loss_mask"].shape[1], cfg.logit_chunk)
         nll = -jnp.sum(jnp.where(_token_mask(mb), logp, 0.0))
         return nll / denom, nll
@@ -81,18 +82,20 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
         batch = {k: batch[k] for k in ("tokens", "positions", "loss_mask", "example_mask")}
         tokens = jnp.sum(_token_mask(batch))
         denom = jnp.maximum(tokens, 1).astype(jnp.float32)
+        trained, frozen = static.split_llm(state.llm)   # gradients only for `trained` (LoRA: the adapters)
 
         def accumulate(carry, mb):
             grads, loss, nll = carry
-            (l, n), g = grad_fn(state.llm, mb, denom)
+            (l, n), g = grad_fn(trained, frozen, mb, denom)
             return (jax.tree.map(jnp.add, grads, g), loss + l, nll + n), None
 
-        init = (jax.tree.map(jnp.zeros_like, state.llm), jnp.zeros(()), jnp.zeros(()))
+        init = (jax.tree.map(jnp.zeros_like, trained), jnp.zeros(()), jnp.zeros(()))
         (grads, loss, _), _ = jax.lax.scan(accumulate, init, _split_micro(batch, cfg.microbatches))
         gnorm = optax.tree.norm(grads)
         ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, state.llm)
-        new = state.replace(step=state.step + 1, llm=optax.apply_updates(state.llm, updates), llm_opt=llm_opt)
+        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, trained)
+        llm = static.merge_llm(optax.apply_updates(trained, updates), frozen)
+        new = state.replace(step=state.step + 1, llm=llm, llm_opt=llm_opt)
         new = jax.lax.cond(ok, lambda: new, lambda: state)
         metrics = {"loss": loss, "tokens": tokens, "grad_norm": gnorm, "skipped": (~ok).astype(jnp.int32)}
         if lr_schedule is not None:

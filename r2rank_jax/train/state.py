@@ -1,4 +1,10 @@
-"""Train state of the LLM π_θ and the scoring head f_φ, each with its own optimizer state."""
+"""Train state of the LLM π_θ and the scoring head f_φ, each with its own optimizer state.
+
+With LoRA (`model.config.lora.rank > 0`) only the adapters of θ train: `TrainState.llm` still holds
+all of θ (base weights + adapters, what checkpoints and rollouts use), but `llm_opt` covers the
+adapters only, and the steps differentiate with respect to `Static.split_llm(llm)[0]` alone, so
+the frozen base weights get neither gradients nor optimizer state.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from r2rank_jax.mesh import param_shardings
+from r2rank_jax.models.lora import LoRAParam
 
 
 @flax.struct.dataclass
@@ -19,7 +26,7 @@ class TrainState:
     step: jax.Array          # [] int32
     llm: Any                 # nnx.State of the decoder's parameters (θ)
     head: Any                # nnx.State of the scoring head's parameters (φ)
-    llm_opt: Any             # optax state for θ
+    llm_opt: Any             # optax state for the trained part of θ (all of θ, or its LoRA adapters)
     head_opt: Any            # optax state for φ
     key: jax.Array           # PRNG key for the Plackett-Luce rankings
 
@@ -32,23 +39,35 @@ class Static:
     head_def: Any
     llm_tx: optax.GradientTransformation
     head_tx: optax.GradientTransformation
+    llm_trainable: Any = None   # nnx filter of the trained part of θ (LoRAParam); None: all of θ
 
     def models(self, llm, head):
         """(decoder, head) modules from parameter states (inside a traced function)."""
         return nnx.merge(self.llm_def, llm), nnx.merge(self.head_def, head)
 
+    def split_llm(self, llm) -> tuple[Any, Any]:
+        """(trained, frozen) parts of θ's state; (llm, None) when all of θ trains."""
+        if self.llm_trainable is None:
+            return llm, None
+        return nnx.split_state(llm, self.llm_trainable, ...)
+
+    def merge_llm(self, trained, frozen) -> Any:
+        """Inverse of `split_llm` (same tree structure as the original state)."""
+        return trained if frozen is None else nnx.merge_state(trained, frozen)
+
 
 def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_tx: optax.GradientTransformation,
                        key: jax.Array, mesh: Mesh | None = None) -> tuple[Static, TrainState]:
-    """Splits the modules, shards their parameters over `mesh` (partition rules), and initializes both optimizers."""
+    """Splits the modules, shards their parameters over `mesh` (partition rules), and initializes both
+    optimizers (for a model with LoRA adapters, `llm_tx` sees the adapters only)."""
     llm_def, llm = nnx.split(model)
     head_def, head_params = nnx.split(head)
     if mesh is not None:
         llm = jax.device_put(llm, param_shardings(llm, mesh))
         head_params = jax.device_put(head_params, param_shardings(head_params, mesh, prefix="head"))
         key = jax.device_put(key, NamedSharding(mesh, P()))
-    static = Static(llm_def, head_def, llm_tx, head_tx)
-    init = jax.jit(lambda llm, head: (llm_tx.init(llm), head_tx.init(head)))
+    static = Static(llm_def, head_def, llm_tx, head_tx, LoRAParam if model.config.lora.enabled else None)
+    init = jax.jit(lambda llm, head: (llm_tx.init(static.split_llm(llm)[0]), head_tx.init(head)))
     llm_opt, head_opt = init(llm, head_params)
     step = jnp.zeros((), jnp.int32)
     if mesh is not None:
