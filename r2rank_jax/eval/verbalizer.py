@@ -136,12 +136,14 @@ class AnswerScorer:
     """
 
     def __init__(self, model: Decoder, answers: Sequence[Sequence[int]], buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 pad_id: int = 0, batch_size: int | None = None):
+                 pad_id: int = 0, batch_size: int | None = None, row_buckets: Sequence[int] | None = None):
+        """buckets: padded lengths of prefixes (and of rows unless `row_buckets` is given)."""
         if not answers or any(len(a) == 0 for a in answers):
             raise ValueError(f"need at least one answer and no empty answer, got {answers}")
         self.graphdef, self.state = nnx.split(model)
         self.max_positions = model.config.max_position_embeddings
         self.buckets = tuple(buckets)
+        self.row_buckets = tuple(row_buckets or buckets)
         self.pad_id = pad_id
         self.batch_size = batch_size
         length = max(len(a) for a in answers)
@@ -151,13 +153,14 @@ class AnswerScorer:
             self.answer_tokens[i, :len(a)] = a
             self.answer_mask[i, :len(a)] = True
 
-    def _bucket(self, length: int, what: str) -> int:
+    @staticmethod
+    def _bucket(length: int, buckets: tuple[int, ...], what: str) -> int:
         if length < 1:
             raise ValueError(f"empty {what}: every {what} needs at least one token")
-        for b in self.buckets:
+        for b in buckets:
             if b >= length:
                 return b
-        raise ValueError(f"a {what} of {length} tokens exceeds the largest bucket {self.buckets[-1]}")
+        raise ValueError(f"a {what} of {length} tokens exceeds the largest bucket {buckets[-1]}")
 
     def _run(self, prefixes, rows, starts, state) -> np.ndarray:
         last = max(st + len(r) for st, r in zip(starts, rows)) + self.answer_tokens.shape[1]
@@ -165,8 +168,10 @@ class AnswerScorer:
             raise ValueError(f"positions up to {last} exceed max_position_embeddings={self.max_positions}")
         pre_t = pre_p = None
         if prefixes is not None:
-            pre_t, pre_p = pad_left(prefixes, self._bucket(max(len(p) for p in prefixes), "prefix"), self.pad_id)
-        tokens, positions = pad_left(rows, self._bucket(max(len(r) for r in rows), "context"), self.pad_id, starts)
+            pre_t, pre_p = pad_left(prefixes, self._bucket(max(len(p) for p in prefixes), self.buckets, "prefix"),
+                                    self.pad_id)
+        width = self._bucket(max(len(r) for r in rows), self.row_buckets, "context")
+        tokens, positions = pad_left(rows, width, self.pad_id, starts)
         out = _answer_logprobs(self.graphdef, self.state if state is None else state, pre_t, pre_p, tokens, positions,
                                self.answer_tokens, self.answer_mask)
         return np.asarray(out, np.float32)
@@ -202,10 +207,10 @@ class AnswerScorer:
 
 
 def decision_scorer(model: Decoder, tokenizer: Any, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                    batch_size: int | None = None) -> AnswerScorer:
+                    batch_size: int | None = None, row_buckets: Sequence[int] | None = None) -> AnswerScorer:
     """The R2Rank verbalizer: answers ("Recommend", "Not Recommend") as they follow ``<answer>``."""
     return AnswerScorer(model, encode_answers(tokenizer, DECISION_ANSWERS), buckets,
-                        pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size)
+                        pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size, row_buckets=row_buckets)
 
 
 def decision_scores(logprobs: np.ndarray) -> np.ndarray:
