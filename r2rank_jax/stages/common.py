@@ -36,8 +36,12 @@ def optimizer(spec: OptimSpec):
     return make_optimizer(OptimConfig(**dataclasses.asdict(spec)))
 
 
-def train_state(model, head, llm_optim: OptimSpec, head_optim: OptimSpec, seed: int, mesh=None):
-    return create_train_state(model, head, optimizer(llm_optim), optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
+def train_state(model, head, llm_optim: OptimSpec | None, head_optim: OptimSpec, seed: int, mesh=None):
+    """llm_optim=None: a frozen LLM, whose optimizer holds no state (no moments for θ)."""
+    import optax
+
+    llm_tx = optax.set_to_zero() if llm_optim is None else optimizer(llm_optim)
+    return create_train_state(model, head, llm_tx, optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
 
 
 def checkpointer(directory, model, head, best_metric: str | None, best_mode: str = "max") -> Checkpointer:

@@ -72,7 +72,8 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     r = cfg.rl
     tokenizer = common.tokenizer(cfg, wd, "rl")
     model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh)
-    static, state = common.train_state(model, head, r.llm_optim, r.head_optim, cfg.seed, mesh)
+    static, state = common.train_state(model, head, None if r.freeze_llm else r.llm_optim, r.head_optim, cfg.seed,
+                                       mesh)
     sampler = common.sampler(model, tokenizer, cfg, r.max_new_tokens)
     rl_cfg = RLConfig(num_rankings=r.num_rankings, advantage=r.advantage, baseline=r.baseline, clip_eps=r.clip_eps,
                       temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm, microbatches=r.microbatches,
