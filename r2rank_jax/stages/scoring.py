@@ -51,7 +51,8 @@ def score_batches(batch_scores: BatchScorer, source: SplitSource, builder: Promp
         if max_users and len(users) >= max_users:
             break
     n = max_users or len(users)
-    return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32), np.stack(labels[:n]).astype(np.int32))
+    return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32),
+                       np.stack(labels[:n]).astype(np.int32))
 
 
 def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any, source: SplitSource,

@@ -43,8 +43,9 @@ def decision_only(examples: list[sft_data.SFTExample], cfg: ExperimentConfig, to
     builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=1, variant="no_cot")
     records = {r.user_id: r for r in common.source(wd, "train").records}
     built: dict[str, UserPrompts] = {}
-    answers = {label: list(tok(answer_tag(RECOMMEND if label else NOT_RECOMMEND), add_special_tokens=False)["input_ids"])
-               + [tok.eos_token_id] for label in (0, 1)}
+    encode = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    answers = {label: encode(answer_tag(RECOMMEND if label else NOT_RECOMMEND)) + [tok.eos_token_id]
+               for label in (0, 1)}
     out = []
     for ex in examples:
         record = records.get(ex.user_id)
