@@ -5,12 +5,12 @@ against an independent full-sequence forward), an MLP-only run continues from it
 (LLM bitwise unchanged) and joins a main run's table through `eval.compare`, and compare runs that
 do not match fail clearly."""
 import json
+import pathlib
 import shutil
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 import pytest
-from conftest import DEBUG
 from flax import nnx
 
 from r2rank_jax import ablations, launch
@@ -22,6 +22,7 @@ from r2rank_jax.stages import common
 from r2rank_jax.stages.build import build_model
 from r2rank_jax.stages.workdir import Workdir
 
+DEBUG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
 pytestmark = pytest.mark.slow  # the session's `all` run (debug_run) takes about a minute
 
 
@@ -128,8 +129,6 @@ def test_mlp_only_leaves_the_llm_bitwise_unchanged(mlp_only_runs):
 
 
 def jax_leaves(module):
-    import jax
-
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(module))]
 
 
