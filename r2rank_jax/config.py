@@ -34,6 +34,7 @@ class DataConfig:
     max_prompt_tokens: int = 512         # prefix + longest suffix; oldest history items are dropped first
     prefix_buckets: tuple[int, ...] = (256, 384, 512)
     suffix_buckets: tuple[int, ...] = (64,)
+    prompt_variant: str = "cot"          # "cot" (self-reflective) or "no_cot" (decision only: the without-CoT ablation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +129,7 @@ class RLSpec:
     eval_users: int = 64
     patience: int = 4                    # early stopping: evaluations without a better validation NDCG@10
     checkpoint_every: int = 25
+    freeze_llm: bool = False             # MLP-only ablation: RL trains the scoring head only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,10 @@ class EvalSpec:
     max_new_tokens: int = 128
     baselines: tuple[str, ...] = ("random", "popularity")
     reference: str = "r2rank"
+    # LLM methods of this run (r2rank_jax.stages.evaluate.LLM_METHODS).
+    methods: tuple[str, ...] = ("r2rank", "sft_only", "zero_shot_pointwise")
+    # Other runs on the same benchmark, "NAME=WORKDIR": their eval/scores/r2rank.jsonl joins this table as NAME.
+    compare: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

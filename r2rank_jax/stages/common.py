@@ -36,8 +36,12 @@ def optimizer(spec: OptimSpec):
     return make_optimizer(OptimConfig(**dataclasses.asdict(spec)))
 
 
-def train_state(model, head, llm_optim: OptimSpec, head_optim: OptimSpec, seed: int, mesh=None):
-    return create_train_state(model, head, optimizer(llm_optim), optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
+def train_state(model, head, llm_optim: OptimSpec | None, head_optim: OptimSpec, seed: int, mesh=None):
+    """llm_optim=None: a frozen LLM, whose optimizer holds no state (no moments for θ)."""
+    import optax
+
+    llm_tx = optax.set_to_zero() if llm_optim is None else optimizer(llm_optim)
+    return create_train_state(model, head, llm_tx, optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
 
 
 def checkpointer(directory, model, head, best_metric: str | None, best_mode: str = "max") -> Checkpointer:
@@ -66,9 +70,11 @@ def restore_params(model, head, run_dir) -> int | None:
 
 
 def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=None):
-    """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one, else the base model."""
+    """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one, else the base model.
+    With `sft.steps=0` (the RL-only ablation) always the base model, whatever WORKDIR/sft holds."""
     model, head = build_model(cfg, tok, mesh)
-    restore_params(model, head, wd.sft)
+    if cfg.sft.steps > 0:
+        restore_params(model, head, wd.sft)
     return model, head
 
 
@@ -85,8 +91,10 @@ def sampling_params(batch: int, temperature: float) -> SamplingParams:
 
 
 def prompts_and_pipeline(cfg: ExperimentConfig, tok: Any, wd: Workdir, batch_users: int,
-                         variant: str = "cot") -> tuple[PromptBuilder, PipelineConfig]:
+                         variant: str | None = None) -> tuple[PromptBuilder, PipelineConfig]:
+    """Prompt builder (`variant`, default `data.prompt_variant`) and pipeline config of the run."""
     d = cfg.data
+    variant = variant or d.prompt_variant
     pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets, suffix_buckets=d.suffix_buckets,
                               seed=cfg.seed)
     prompt_cfg = fit_to_buckets(PromptConfig(variant=variant, max_prompt_tokens=d.max_prompt_tokens), pipeline)

@@ -1,11 +1,25 @@
 """Stage `eval`: every method on the same saved candidate lists → per-user score files, results.json/md.
 
-Methods: `r2rank` (the RL checkpoint), `sft_only` (the SFT checkpoint), `zero_shot` (the base model
-with an untrained head: every candidate ties, so it scores the random expectation — the pointwise
-P(Recommend) zero-shot baseline is future work), the configured classic baselines, and
-`zero_shot_listwise` (stages/listwise.py; its parse statistics go into results.json). Only the first
-`eval.max_users` users of the split are evaluated (0: all); baselines are scored on the whole split
-and cut to the same users.
+LLM methods (`eval.methods`, greedy decoding throughout):
+
+- `r2rank`: the RL checkpoint writes its rationale; the scoring head reads the hidden state at the
+  decision point.
+- `sft_only`: the SFT checkpoint writes its rationale; the score is the verbalizer's
+  log P("Recommend") − log P("Not Recommend") at the answer (`r2rank_jax.eval.verbalizer`: the
+  rationale is cut right after its ``<answer>`` tag, or the tag is appended). Why not the head: SFT
+  never trains it (it is zero-initialized, so every candidate would tie); the paper's SFT-only row is
+  the SFT model's own decision, and its answer probability is that decision made graded.
+- `zero_shot_pointwise`: the base model with the decision-only (`no_cot`) prompt, no rationale; the
+  verbalizer score right after ``<answer>`` (the paper's zero-shot pointwise baseline, P(Recommend)).
+
+The prompts of `r2rank` and `sft_only` are the run's `data.prompt_variant`. A method whose
+checkpoint does not exist (e.g. `sft_only` with `sft.steps=0`) is skipped with a note.
+
+Other runs (`eval.compare`, ``NAME=WORKDIR``; the ablations, see docs/ablations.md) join the table
+as NAME with their own r2rank scores, after `r2rank_jax.eval.compare` has checked that they were
+computed on the identical users and candidate lists. Then the configured classic baselines. Only
+the first `eval.max_users` users of the split are evaluated (0: all); baselines are scored on the
+whole split and cut to the same users.
 """
 from __future__ import annotations
 
@@ -15,27 +29,77 @@ import pathlib
 import numpy as np
 from flax import nnx
 
-from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.config import ConfigError, ExperimentConfig
+from r2rank_jax.data.prompt_text import ANSWER_OPEN
+from r2rank_jax.eval import compare
 from r2rank_jax.eval.evaluate import evaluate_score_files
+from r2rank_jax.eval.pointwise import VerbalizedBatchScorer
 from r2rank_jax.eval.report import build_results, render_markdown
 from r2rank_jax.eval.score_files import read_score_file, write_score_file
+from r2rank_jax.eval.verbalizer import decision_scorer
 from r2rank_jax.stages import common
 from r2rank_jax.stages.build import build_model
 from r2rank_jax.stages.listwise import zero_shot_listwise
-from r2rank_jax.stages.scoring import score_split
+from r2rank_jax.stages.scoring import SplitScores, score_batches, score_split
 from r2rank_jax.stages.workdir import Workdir
 
 
-def _llm_scores(cfg, wd, tok, mesh, run_dir, records, source, builder, pipeline) -> np.ndarray | None:
+def _model(cfg, tok, mesh, run_dir):
+    """(decoder, head) from RUN_DIR's checkpoint (the base model when run_dir is None), or None."""
     model, head = build_model(cfg, tok, mesh)
     if run_dir is not None and common.restore_params(model, head, run_dir) is None:
         return None
-    sampler = common.sampler(model, tok, cfg, cfg.eval.max_new_tokens)
-    head_def, head_state = nnx.split(head)
-    scores = score_split(sampler, None, head_def, head_state, source, builder, pipeline, max_users=len(records))
+    return model, head
+
+
+def _check_users(scores: SplitScores, records) -> np.ndarray:
     if scores.user_ids != [r.user_id for r in records]:
         raise RuntimeError("scored users differ from the split's first users (pipeline order changed?)")
     return scores.scores
+
+
+def _r2rank(cfg, wd, tok, mesh, source, records) -> tuple[np.ndarray, dict] | None:
+    parts = _model(cfg, tok, mesh, wd.rl)
+    if parts is None:
+        return None
+    model, head = parts
+    builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+    sampler = common.sampler(model, tok, cfg, cfg.eval.max_new_tokens)
+    head_def, head_state = nnx.split(head)
+    scores = score_split(sampler, None, head_def, head_state, source, builder, pipeline, max_users=len(records))
+    return _check_users(scores, records), {}
+
+
+def _verbalized(cfg, wd, tok, mesh, source, records, run_dir, variant: str, rationale: bool
+                ) -> tuple[np.ndarray, dict] | None:
+    parts = _model(cfg, tok, mesh, run_dir)
+    if parts is None:
+        return None
+    model, _ = parts
+    builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users, variant=variant)
+    # One row length for both verbalizer methods (suffix + rationale + tag at most): one compile per prefix bucket.
+    tag = len(tok(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
+    rows = cfg.data.suffix_buckets[-1] + cfg.eval.max_new_tokens + tag
+    sampler = common.sampler(model, tok, cfg, cfg.eval.max_new_tokens) if rationale else None
+    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
+    scorer = decision_scorer(model, tok, cfg.data.prefix_buckets, row_buckets=(rows,))
+    batch_scorer = VerbalizedBatchScorer(scorer, tok, sampler, eos)
+    scores = score_batches(batch_scorer, source, builder, pipeline, max_users=len(records))
+    extra = {} if batch_scorer.tag_rate is None else {"answer_tag_rate": batch_scorer.tag_rate}
+    return _check_users(scores, records), extra
+
+
+def _sft_only(cfg, wd, tok, mesh, source, records):
+    if cfg.sft.steps == 0:
+        return None
+    return _verbalized(cfg, wd, tok, mesh, source, records, wd.sft, cfg.data.prompt_variant, rationale=True)
+
+
+def _zero_shot_pointwise(cfg, wd, tok, mesh, source, records):
+    return _verbalized(cfg, wd, tok, mesh, source, records, None, "no_cot", rationale=False)
+
+
+LLM_METHODS = {"r2rank": _r2rank, "sft_only": _sft_only, "zero_shot_pointwise": _zero_shot_pointwise}
 
 
 def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathlib.Path) -> pathlib.Path:
@@ -51,22 +115,45 @@ def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathl
     return path
 
 
+def _check_config(cfg: ExperimentConfig) -> dict[str, pathlib.Path]:
+    """The compare runs {NAME: WORKDIR}; unknown methods and bad entries raise ConfigError."""
+    unknown = [m for m in cfg.eval.methods if m not in LLM_METHODS]
+    if unknown:
+        raise ConfigError(f"eval.methods: unknown method(s) {unknown}; known: {sorted(LLM_METHODS)}")
+    try:
+        return compare.parse_entries(cfg.eval.compare, taken=(*cfg.eval.methods, *cfg.eval.baselines))
+    except compare.CompareError as e:
+        raise ConfigError(str(e)) from None
+
+
 def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
     e = cfg.eval
+    compared = _check_config(cfg)
     tok = common.tokenizer(cfg, wd, "eval")
     source = common.source(wd, e.split)
     records = source.records[:e.max_users] if e.max_users else source.records
-    builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
     scores_dir = wd.eval / "scores"
     scores_dir.mkdir(parents=True, exist_ok=True)
+    # The other runs are checked first: a mismatch fails before any model runs.
+    imported = {name: compare.import_run(name, other, wd.benchmark, records, e.split, scores_dir / f"{name}.jsonl")
+                for name, other in compared.items()}
     paths: dict[str, pathlib.Path] = {}
-    for name, run_dir in (("r2rank", wd.rl), ("sft_only", wd.sft), ("zero_shot", None)):
-        scores = _llm_scores(cfg, wd, tok, mesh, run_dir, records, source, builder, pipeline)
-        if scores is not None:
-            paths[name] = write_score_file(scores_dir / f"{name}.jsonl", records, scores)
+    extras: dict[str, dict] = {}
+    skipped = []
+    for name in e.methods:
+        out = LLM_METHODS[name](cfg, wd, tok, mesh, source, records)
+        if out is None:
+            skipped.append(name)
+            continue
+        paths[name] = write_score_file(scores_dir / f"{name}.jsonl", records, out[0])
+        extras[name] = out[1]
+    paths |= imported
     for name in e.baselines:
         paths[name] = _baseline_scores(name, wd, e.split, records, scores_dir)
-    paths["zero_shot_listwise"], listwise_parse = zero_shot_listwise(cfg, tok, mesh, records, builder, scores_dir)
+    if not paths:
+        raise RuntimeError(f"eval: no method could be scored (skipped for want of a checkpoint: {skipped})")
+    listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+    paths["zero_shot_listwise"], listwise_parse = zero_shot_listwise(cfg, tok, mesh, records, listwise_builder, scores_dir)
     reference = e.reference if e.reference in paths else next(iter(paths))
     per_user, ties = evaluate_score_files(paths, records, e.split)
     manifest = json.loads((wd.benchmark / "manifest.json").read_text())
@@ -75,6 +162,12 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
     results = build_results(per_user, reference, bench, ties, seed=cfg.seed,
                             num_candidates=max(len(r.candidates) for r in records))
     results["methods"]["zero_shot_listwise"]["parse"] = listwise_parse
+    for name, extra in extras.items():
+        results["methods"][name].update(extra)
+    if compared:
+        results["compared_runs"] = {name: str(path) for name, path in compared.items()}
+    if skipped:
+        results["skipped_methods"] = skipped
     (wd.eval / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     markdown = render_markdown(results)
     (wd.eval / "results.md").write_text(markdown)

@@ -4,8 +4,10 @@ Each step: U train users → K rationales each from the current policy (sampler,
 RLBatch → the jitted train_step (PL rankings, NDCG rewards, PPO on θ, REINFORCE on φ). Every
 `eval_every` steps: validation NDCG@10 with greedy rationales, a checkpoint (best kept by it), and
 early stopping after `patience` evaluations without improvement. Starts from the SFT checkpoint when
-the workdir has one (else from the base model: the paper's RL-only ablation). Resumable; SIGTERM
-saves and exits.
+the workdir has one (else, or with `sft.steps=0`, from the base model: the paper's RL-only ablation).
+`rl.freeze_llm=True` (the MLP-only ablation) trains the scoring head only: θ stays bitwise equal to
+the starting checkpoint. Prompts are the `data.prompt_variant` ones (`no_cot`: the without-CoT
+ablation, with short rollouts). Resumable; SIGTERM saves and exits.
 """
 from __future__ import annotations
 
@@ -70,10 +72,12 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     r = cfg.rl
     tokenizer = common.tokenizer(cfg, wd, "rl")
     model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh)
-    static, state = common.train_state(model, head, r.llm_optim, r.head_optim, cfg.seed, mesh)
+    static, state = common.train_state(model, head, None if r.freeze_llm else r.llm_optim, r.head_optim, cfg.seed,
+                                       mesh)
     sampler = common.sampler(model, tokenizer, cfg, r.max_new_tokens)
     rl_cfg = RLConfig(num_rankings=r.num_rankings, advantage=r.advantage, baseline=r.baseline, clip_eps=r.clip_eps,
-                      temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm, microbatches=r.microbatches)
+                      temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm, microbatches=r.microbatches,
+                      freeze_llm=r.freeze_llm)
     train_step = make_train_step(static, rl_cfg, state_sharding=state_shardings(state) if mesh else None, mesh=mesh)
     builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=r.batch_users)
     train_iter = common.iterator(wd, "train", builder, pipeline)

@@ -1,8 +1,10 @@
-"""R2Rank inference: K rationales per user from the sampler (shared prefix), the head on each
-rationale's decision-point hidden state → scores `[N, K]` (used by validation and the eval stage)."""
+"""Scoring a split batch by batch (`score_batches`), and R2Rank inference (`score_split`): K rationales
+per user from the sampler (shared prefix), the head on each rationale's decision-point hidden state →
+scores `[N, K]` (used by validation and the eval stage)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,24 +28,21 @@ class SplitScores:
     parse_rate: float | None = None
 
 
-def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any, source: SplitSource,
-                builder: PromptBuilder, pipeline: PipelineConfig, max_users: int = 0,
-                temperature: float = 0.0, seed: int = 0) -> SplitScores:
-    """Scores the first `max_users` users (0: all) of `source`, in order; greedy rationales by default."""
+BatchScorer = Callable[[dict, jax.Array], np.ndarray]   # (pipeline batch, PRNG key) → scores [U, K]
+
+
+def score_batches(batch_scores: BatchScorer, source: SplitSource, builder: PromptBuilder, pipeline: PipelineConfig,
+                  max_users: int = 0, seed: int = 0) -> SplitScores:
+    """Scores the first `max_users` users (0: all) of `source`, in order, batch by batch; padded
+    candidates get -inf and padding users are dropped."""
     cfg = dataclasses.replace(pipeline, shuffle=False, num_epochs=1, drop_remainder=False, worker_count=0)
-    head = nnx.merge(head_def, head_state)
-    score_fn = jax.jit(lambda h: head(h))
     users, cands, scores, labels = [], [], [], []
     key = jax.random.PRNGKey(seed)
     for batch in make_iterator(source, builder, cfg):
-        u, k = batch["labels"].shape
-        prefixes, suffixes = prompt_lists(batch)
-        params = SamplingParams.make(u * k, temperature=temperature)
         key, sub = jax.random.split(key)
-        out = sampler.generate_shared(prefixes, suffixes, params, sub, state=llm_state)
-        s = np.asarray(score_fn(out.hidden)).reshape(u, k)
+        s = np.asarray(batch_scores(batch, sub), np.float32)
         s = np.where(batch["candidate_index"] >= 0, s, -np.inf)
-        for i in range(u):
+        for i in range(s.shape[0]):
             if batch["example_mask"][i]:
                 users.append(str(batch["user_ids"][i]))
                 cands.append([str(c) for c in batch["candidate_ids"][i]])
@@ -52,7 +51,25 @@ def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any
         if max_users and len(users) >= max_users:
             break
     n = max_users or len(users)
-    return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32), np.stack(labels[:n]).astype(np.int32))
+    return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32),
+                       np.stack(labels[:n]).astype(np.int32))
+
+
+def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any, source: SplitSource,
+                builder: PromptBuilder, pipeline: PipelineConfig, max_users: int = 0,
+                temperature: float = 0.0, seed: int = 0) -> SplitScores:
+    """R2Rank scores of the first `max_users` users (0: all) of `source`, in order; greedy rationales by default."""
+    head = nnx.merge(head_def, head_state)
+    score_fn = jax.jit(lambda h: head(h))
+
+    def batch_scores(batch, key):
+        u, k = batch["labels"].shape
+        prefixes, suffixes = prompt_lists(batch)
+        out = sampler.generate_shared(prefixes, suffixes, SamplingParams.make(u * k, temperature=temperature), key,
+                                      state=llm_state)
+        return np.asarray(score_fn(out.hidden)).reshape(u, k)
+
+    return score_batches(batch_scores, source, builder, pipeline, max_users, seed)
 
 
 def mean_ndcg(scores: SplitScores, k: int = 10) -> float:

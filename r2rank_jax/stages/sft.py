@@ -3,6 +3,12 @@
 Reads WORKDIR/teacher/corpus.jsonl, holds out the examples of every 10th user for evaluation
 (response loss, Recommend/Not Recommend decision accuracy), trains with the shared loop (resume,
 SIGTERM checkpoint), keeps the best checkpoint by held-out loss in WORKDIR/sft/checkpoints.
+
+`sft.steps=0` skips the stage (the RL-only ablation: RL then starts from the base model). With
+`data.prompt_variant="no_cot"` (the without-CoT ablation) every corpus example becomes a
+decision-only one: the `no_cot` prompt of the same (user, candidate), built like the RL/eval prompts,
+and the response ``<answer>{decision}</answer>`` alone (the teacher's filtered decision, i.e. the
+label's), so SFT teaches the decision without the rationale.
 """
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ import json
 import zlib
 
 from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
+from r2rank_jax.data.prompts import UserPrompts
 from r2rank_jax.stages import common
 from r2rank_jax.stages.build import build_model
 from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.teacher.prompts import answer_tag
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
 from r2rank_jax.train.loop import LoopConfig, run_loop
@@ -28,10 +37,35 @@ def held_out(user_id: str) -> bool:
     return zlib.crc32(user_id.encode()) % 10 == 0
 
 
+def decision_only(examples: list[sft_data.SFTExample], cfg: ExperimentConfig, tok, wd: Workdir
+                  ) -> list[sft_data.SFTExample]:
+    """The examples with `no_cot` prompts and ``<answer>{decision}</answer>`` responses (module docstring)."""
+    builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=1, variant="no_cot")
+    records = {r.user_id: r for r in common.source(wd, "train").records}
+    built: dict[str, UserPrompts] = {}
+    encode = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    answers = {label: encode(answer_tag(RECOMMEND if label else NOT_RECOMMEND)) + [tok.eos_token_id]
+               for label in (0, 1)}
+    out = []
+    for ex in examples:
+        record = records.get(ex.user_id)
+        if record is None or ex.candidate not in record.candidates:
+            raise ValueError(f"{ex.where}: ({ex.user_id!r}, {ex.candidate!r}) is not a train-split user and candidate")
+        if ex.user_id not in built:
+            built[ex.user_id] = builder.build(record)
+        prompt = built[ex.user_id].prompt_ids(record.candidates.index(ex.candidate))
+        out.append(dataclasses.replace(ex, prompt_ids=tuple(prompt), response_ids=tuple(answers[ex.label])))
+    return out
+
+
 def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
     import jax
 
     s = cfg.sft
+    if s.steps == 0:
+        summary = {"stage": "sft", "skipped": "sft.steps=0 (RL starts from the base model)"}
+        print(json.dumps(summary))
+        return summary
     tok = common.tokenizer(cfg, wd, "sft")
     corpus = wd.require(wd.teacher / "corpus.jsonl", "sft", "synthesize")
     model, head = build_model(cfg, tok, mesh)
@@ -41,6 +75,10 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     step_fn = make_sft_step(static, SFTConfig(s.microbatches), learning_rate_schedule(opt),
                             state_shardings(state) if mesh else None, mesh)
     examples = sft_data.load_corpus(corpus, tok)
+    response_buckets = s.response_buckets
+    if cfg.data.prompt_variant == "no_cot":
+        examples = decision_only(examples, cfg, tok, wd)
+        response_buckets = tuple(sorted({16, *response_buckets}))
     train = [e for e in examples if not held_out(e.user_id)]
     evals = [e for e in examples if held_out(e.user_id)]
     if not train:
@@ -48,7 +86,7 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     data_cfg = sft_data.SFTDataConfig(
         batch_size=s.batch_size, seed=cfg.seed, too_long="skip",
         prompt_buckets=tuple(sorted({p + q for p in cfg.data.prefix_buckets for q in cfg.data.suffix_buckets})),
-        response_buckets=s.response_buckets)
+        response_buckets=response_buckets)
     data_iter = sft_data.make_iterator(train, data_cfg, tok.pad_token_id)
     eval_fn = make_sft_eval(static, evals, tok, data_cfg, s.batch_size, mesh) if evals else None
     with common.logger(wd, "sft", s.steps) as logger, \

@@ -10,6 +10,11 @@ from r2rank_jax.stages.workdir import Workdir
 def run(cfg: ExperimentConfig, wd: Workdir) -> dict:
     from r2rank_jax.teacher.stage import run_stage
 
+    if cfg.sft.steps == 0:
+        summary = {"stage": "synthesize", "skipped": "sft.steps=0: no stage trains on the corpus"}
+        print(json.dumps(summary))
+        return summary
+
     stats = run_stage(cfg, wd)
     print(json.dumps({"stage": "synthesize", "corpus": str(wd.teacher / "corpus.jsonl"), "stats": stats}))
     return stats

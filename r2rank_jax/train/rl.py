@@ -7,6 +7,10 @@ tokens) and the hidden state at each decision point → head scores s `[U, K]` �
 function credit) ; φ: REINFORCE on (ρ − b)·log P(τ|s), the hidden state held fixed by default →
 separate optax updates. Microbatches over users accumulate gradients in a `lax.scan`. A non-finite
 loss, score or gradient leaves the state untouched and is reported in the metrics.
+
+`freeze_llm` (the paper's MLP-only ablation): θ is not differentiated, the token log-probs and the
+PPO objective are not computed, and θ and its optimizer state are passed through unchanged (bitwise);
+only the head's REINFORCE update runs (the forward pass still produces the decision hidden states).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class RLConfig:
     microbatches: int = 1              # gradient accumulation over users
     logit_chunk: int = 64              # rationale tokens per chunk of vocabulary logits
     token_aggregation: str = "mean"    # "mean" over all rationale tokens of the batch, or "sum" per user (Eq. 6)
+    freeze_llm: bool = False           # MLP-only ablation: θ fixed; no token log-probs, no PPO loss, no θ update
 
     def __post_init__(self):
         if self.advantage not in ("listwise", "item"):
@@ -58,12 +63,8 @@ def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, ke
     model, head = static.models(llm, head_params)
     u, k, r = mb.response_mask.shape
     hidden = continuation_hidden(model, mb, cfg.shared_prefix)
-    h_rat, targets = rationale_inputs(hidden, mb)
-    new_logp, entropy = token_logprobs(model, h_rat, targets, cfg.temperature, cfg.logit_chunk)
-    new_logp, entropy = new_logp.reshape(u, k, r), entropy.reshape(u, k, r)
-
     h_dec = decision_hidden(hidden, mb)
-    if not cfg.head_grad_into_llm:
+    if cfg.freeze_llm or not cfg.head_grad_into_llm:
         h_dec = jax.lax.stop_gradient(h_dec)
     mask = mb.candidate_mask
     scores = jnp.where(mask, head(h_dec).reshape(u, k), 0.0)
@@ -72,26 +73,34 @@ def _micro_loss(static: Static, cfg: RLConfig, llm, head_params, mb: RLBatch, ke
     rewards = losses.ranking_rewards(perms, mb.relevance, mask, cfg.ndcg_k)           # [M, U]
     baseline = losses.reward_baseline(rewards, cfg.baseline)
     loss_phi = losses.reinforce_loss(scores, perms, rewards, baseline, mask) * (u / num_users)
-    if cfg.advantage == "listwise":
-        adv = losses.listwise_advantages(rewards, baseline, k)
-    else:
-        adv = losses.item_advantages(jax.lax.stop_gradient(scores), perms, rewards, baseline, mask)
     tok_mask = mb.response_mask & mask[..., None]
-    objective, stats = losses.ppo_token_objective(new_logp, mb.old_logprobs, adv, tok_mask, cfg.clip_eps)
-    loss_theta = -jnp.sum(objective) / token_denom
-    loss = loss_theta + cfg.head_loss_weight * loss_phi
-
     ranking = pl.argsort_ranking(jax.lax.stop_gradient(scores), mask=mask)
     sums = {
         "reward": jnp.sum(jnp.mean(rewards, axis=0)),
         "ndcg": jnp.sum(ndcg_at_k_jax(ranking, mb.relevance, cfg.ndcg_k, mask=mask)),
-        "clipped": jnp.sum(stats["clipped"]),
-        "kl": losses.approx_kl(stats["log_ratio"], tok_mask),
-        "entropy": jnp.sum(jnp.where(tok_mask, entropy, 0.0)),
         "tokens": jnp.sum(tok_mask),
-        "loss_theta": loss_theta,
         "loss_phi": loss_phi,
     }
+    if cfg.freeze_llm:
+        loss = cfg.head_loss_weight * loss_phi
+        sums |= {name: jnp.zeros(()) for name in ("clipped", "kl", "entropy", "loss_theta")}
+    else:
+        h_rat, targets = rationale_inputs(hidden, mb)
+        new_logp, entropy = token_logprobs(model, h_rat, targets, cfg.temperature, cfg.logit_chunk)
+        new_logp, entropy = new_logp.reshape(u, k, r), entropy.reshape(u, k, r)
+        if cfg.advantage == "listwise":
+            adv = losses.listwise_advantages(rewards, baseline, k)
+        else:
+            adv = losses.item_advantages(jax.lax.stop_gradient(scores), perms, rewards, baseline, mask)
+        objective, stats = losses.ppo_token_objective(new_logp, mb.old_logprobs, adv, tok_mask, cfg.clip_eps)
+        loss_theta = -jnp.sum(objective) / token_denom
+        loss = loss_theta + cfg.head_loss_weight * loss_phi
+        sums |= {
+            "clipped": jnp.sum(stats["clipped"]),
+            "kl": losses.approx_kl(stats["log_ratio"], tok_mask),
+            "entropy": jnp.sum(jnp.where(tok_mask, entropy, 0.0)),
+            "loss_theta": loss_theta,
+        }
     finite = jnp.all(jnp.isfinite(scores)) & jnp.isfinite(loss)
     return loss, (sums, finite)
 
@@ -120,8 +129,12 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
     def loss_fn(trained, head, frozen, mb, key, ids, denom, nu):
         return _micro_loss(static, cfg, static.merge_llm(trained, frozen), head, mb, key, ids, denom, nu)
 
-    # Gradients only for the trained part of θ (all of it, or its LoRA adapters) and for φ.
-    grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+    # Gradients only for the trained part of θ (all of it, or its LoRA adapters; none when frozen) and for φ.
+    grad_fn = jax.value_and_grad(loss_fn, argnums=(1,) if cfg.freeze_llm else (0, 1), has_aux=True)
+
+    def grads(*args):
+        out, g = grad_fn(*args)
+        return out, ((None,) + g if cfg.freeze_llm else g)   # frozen θ: no gradient (None is an empty tree)
 
     def step(state: TrainState, batch: RLBatch):
         batch.check_shapes()
@@ -138,23 +151,27 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
         def accumulate(carry, xs):
             g_llm, g_head, loss, sums, finite = carry
             mb, ids = xs
-            (l, (s, f)), (gl, gh) = grad_fn(trained, state.head, frozen, mb, sub, ids, token_denom, num_users)
+            (l, (s, f)), (gl, gh) = grads(trained, state.head, frozen, mb, sub, ids, token_denom, num_users)
             add = lambda a, b: a + b
             return (jax.tree.map(add, g_llm, gl), jax.tree.map(add, g_head, gh), loss + l,
                     jax.tree.map(add, sums, s), finite & f), None
 
         zeros = lambda t: jax.tree.map(jnp.zeros_like, t)
-        init = (zeros(trained), zeros(state.head), jnp.zeros(()), {n: jnp.zeros(()) for n in _SUM_METRICS},
-                jnp.asarray(True))
+        init = (None if cfg.freeze_llm else zeros(trained), zeros(state.head), jnp.zeros(()),
+                {n: jnp.zeros(()) for n in _SUM_METRICS}, jnp.asarray(True))
         (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, user_ids))
 
-        gnorm_llm, gnorm_head = optax.tree.norm(g_llm), optax.tree.norm(g_head)
+        gnorm_llm = jnp.zeros(()) if cfg.freeze_llm else optax.tree.norm(g_llm)
+        gnorm_head = optax.tree.norm(g_head)
         ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)
-        upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, trained)
+        if cfg.freeze_llm:
+            llm, llm_opt = state.llm, state.llm_opt
+        else:
+            upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, trained)
+            llm = static.merge_llm(optax.apply_updates(trained, upd_llm), frozen)
         upd_head, head_opt = static.head_tx.update(g_head, state.head_opt, state.head)
-        llm = static.merge_llm(optax.apply_updates(trained, upd_llm), frozen)
-        new = TrainState(step=state.step + 1, llm=llm,
-                         head=optax.apply_updates(state.head, upd_head), llm_opt=llm_opt, head_opt=head_opt, key=key)
+        new = TrainState(step=state.step + 1, llm=llm, head=optax.apply_updates(state.head, upd_head),
+                         llm_opt=llm_opt, head_opt=head_opt, key=key)
         new = jax.lax.cond(ok, lambda: new, lambda: state)
 
         tokens = jnp.maximum(sums["tokens"], 1.0)

@@ -30,8 +30,8 @@ def test_workdir_of_another_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_all_stages_write_metrics_checkpoints_and_results(tmp_path):
-    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.steps=2", "all"]) == 0
+def test_all_stages_write_metrics_checkpoints_and_results(debug_run):
+    tmp_path = debug_run
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["stage"] == "rl"]
     evals = [r for r in rows if r["stage"] == "rl_eval"]
@@ -42,6 +42,6 @@ def test_all_stages_write_metrics_checkpoints_and_results(tmp_path):
     assert (tmp_path / "teacher" / "corpus.jsonl").stat().st_size > 0
     assert any(r["stage"] == "sft" for r in rows) and (tmp_path / "sft" / "checkpoints").is_dir()
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert {"r2rank", "sft_only", "zero_shot", "random", "popularity"} <= set(results["methods"])
+    assert {"r2rank", "sft_only", "zero_shot_pointwise", "random", "popularity"} <= set(results["methods"])
     assert all(0.0 <= m["ndcg@10"] <= 1.0 for m in results["methods"].values())
     assert (tmp_path / "eval" / "results.md").read_text().startswith("# Results")

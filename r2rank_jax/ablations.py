@@ -1,0 +1,79 @@
+"""The paper's ablations as launcher runs, one workdir each, and the main run's comparison table.
+
+    python -m r2rank_jax.ablations --config=configs/demo.py --workdir=/tmp/r2rank_demo [--run] [--config.F=V ...]
+
+prints (with --run: runs, in order) the launcher commands
+
+1. one run per ablation:  ``launch --config=C <ablation overrides> --workdir=W_<name> all``
+2. the main run, with every ablation in its results table:
+                          ``launch --config=C --config.eval.compare=mlp_only=W_mlp_only,... --workdir=W all``
+
+(When the main run exists already, replace its ``all`` by ``eval``.)
+
+Extra ``--config.F=V`` overrides go into every command. The ablations (`ABLATIONS`):
+
+- ``mlp_only`` (MLP-only): RL trains the scoring head on a frozen LLM (``rl.freeze_llm=true``);
+- ``rl_only`` (RL-only): no SFT, RL starts from the base model (``sft.steps=0``; synthesis is skipped too);
+- ``no_cot`` (without CoT): the decision-only prompt everywhere: SFT on ``<answer>..</answer>``
+  responses, RL and evaluation with short rollouts.
+
+An ablation run evaluates only its own RL checkpoint (``eval.methods=r2rank``, no baselines); the main
+eval checks that each one used the identical users and candidate lists (`r2rank_jax.eval.compare`).
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+ABLATIONS: dict[str, tuple[str, ...]] = {
+    "mlp_only": ("rl.freeze_llm=true",),
+    "rl_only": ("sft.steps=0",),
+    "no_cot": ("data.prompt_variant=no_cot", "rl.max_new_tokens=12", "eval.max_new_tokens=12"),
+}
+ABLATION_EVAL: tuple[str, ...] = ("eval.methods=r2rank", "eval.baselines=")
+
+
+def ablation_workdir(workdir: str, name: str) -> str:
+    return f"{workdir.rstrip('/')}_{name}"
+
+
+def overrides(name: str) -> list[str]:
+    """``--config.F=V`` arguments of ablation `name`."""
+    if name not in ABLATIONS:
+        raise KeyError(f"unknown ablation {name!r}; known: {sorted(ABLATIONS)}")
+    return [f"--config.{o}" for o in (*ABLATIONS[name], *ABLATION_EVAL)]
+
+
+def compare_override(workdir: str, names=tuple(ABLATIONS)) -> str:
+    return "--config.eval.compare=" + ",".join(f"{n}={ablation_workdir(workdir, n)}" for n in names)
+
+
+def commands(config: str, workdir: str, extra: list[str]) -> list[list[str]]:
+    """Launcher argument lists: each ablation's run, then the main run with the comparison."""
+    base = [f"--config={config}", *extra]
+    out = [[*base, *overrides(n), f"--workdir={ablation_workdir(workdir, n)}", "all"] for n in ABLATIONS]
+    out.append([*base, compare_override(workdir), f"--workdir={workdir}", "all"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r2rank_jax.ablations", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--workdir", required=True, help="the main run's workdir; ablations go to WORKDIR_<name>")
+    parser.add_argument("--run", action="store_true", help="run the commands instead of printing them")
+    args, extra = parser.parse_known_args(argv)
+    bad = [e for e in extra if not e.startswith("--config.") or "=" not in e]
+    if bad:
+        parser.error(f"unrecognized arguments {bad} (config overrides look like --config.rl.steps=10)")
+    for argv_ in commands(args.config, args.workdir, extra):
+        print("python -m r2rank_jax.launch " + " ".join(shlex.quote(a) for a in argv_), flush=True)
+        if args.run:
+            from r2rank_jax import launch
+
+            launch.main(argv_)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

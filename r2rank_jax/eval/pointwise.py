@@ -1,0 +1,64 @@
+"""Pointwise LLM rankers that read the model's answer: the verbalizer score of every candidate.
+
+`VerbalizedBatchScorer` turns one pipeline batch (U users × K candidates, shared prefixes) into
+scores `[U, K]` = log P("Recommend") − log P("Not Recommend") at the answer (`verbalizer`):
+
+- without a sampler (zero-shot pointwise): the context is the prompt followed by ``<answer>``;
+- with a sampler (SFT-only): the model first writes its rationale greedily (stopping at
+  ``</answer>`` or EOS), which is cut right after its ``<answer>`` tag, or gets the tag appended.
+
+It counts how many rationales wrote the tag themselves (`tag_rate`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from r2rank_jax.data.prompt_text import ANSWER_OPEN
+from r2rank_jax.eval.verbalizer import AnswerScorer, decision_scores, rationale_context
+from r2rank_jax.sampling.params import SamplingParams
+from r2rank_jax.sampling.sampler import Sampler
+from r2rank_jax.train.rollout import prompt_lists
+
+
+class VerbalizedBatchScorer:
+    """`(pipeline batch, key) → scores [U, K]` (module docstring); `scorer` answers (Recommend, Not Recommend)."""
+
+    def __init__(self, scorer: AnswerScorer, tokenizer: Any, sampler: Sampler | None = None,
+                 eos_ids: tuple[int, ...] = ()):
+        self.scorer = scorer
+        self.tokenizer = tokenizer
+        self.sampler = sampler
+        self.eos_ids = eos_ids
+        self.tag_ids = list(tokenizer(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
+        self.rationales = 0
+        self.tagged = 0
+
+    @property
+    def tag_rate(self) -> float | None:
+        """Fraction of generated rationales that wrote ``<answer>`` themselves (None without a sampler)."""
+        return self.tagged / self.rationales if self.rationales else None
+
+    def _answers(self, prefixes, suffixes, key) -> list[list[int]]:
+        """Per row (u * K + k): the tokens between the prompt and the answer."""
+        rows = len(prefixes) * len(suffixes[0])
+        if self.sampler is None:
+            return [self.tag_ids] * rows
+        out = self.sampler.generate_shared(prefixes, suffixes, SamplingParams.make(rows, temperature=0.0), key)
+        ids, valid = np.asarray(out.ids), np.asarray(out.valid)
+        contexts = []
+        for i in range(rows):
+            gen = ids[i][valid[i]].tolist()
+            self.rationales += 1
+            self.tagged += ANSWER_OPEN in self.tokenizer.decode(gen, skip_special_tokens=False)
+            contexts.append(rationale_context(gen, self.tokenizer, drop_ids=self.eos_ids))
+        return contexts
+
+    def __call__(self, batch: dict, key: jax.Array) -> np.ndarray:
+        u, k = batch["labels"].shape
+        prefixes, suffixes = prompt_lists(batch)
+        answers = self._answers(prefixes, suffixes, key)
+        continuations = [[suffixes[i][j] + answers[i * k + j] for j in range(k)] for i in range(u)]
+        return decision_scores(self.scorer.logprobs_shared(prefixes, continuations)).reshape(u, k)
