@@ -1,34 +1,17 @@
-"""The paper's smaller setting: Qwen2.5-1.5B-Instruct on Amazon Video Games, K=20 candidates, for a TPU pod or
-an 8-GPU host. Point `model.path` at a local Hugging Face directory of the checkpoint and `data.source`
-at the RecBole files, e.g.
+"""The paper's smaller setting: Qwen2.5-1.5B-Instruct, otherwise the same as configs/qwen2_5_3b.py.
 
     python -m r2rank_jax.launch --config=configs/qwen2_5_1_5b.py --mesh=fsdp:8 \
         --config.model.path=/ckpt/Qwen2.5-1.5B-Instruct --workdir=/runs/qwen1_5b all
 
-Memory plan (bf16 compute, fp32 master weights and AdamW state, remat per layer, scanned layers):
-`python -m r2rank_jax.tools.aot_memory --config=configs/qwen2_5_1_5b.py --mesh=fsdp:8 --hbm_gib=16`.
+Memory plan: `python -m r2rank_jax.tools.aot_memory --config=configs/qwen2_5_1_5b.py --mesh=fsdp:8 --hbm_gib=16`.
 """
-from r2rank_jax.config import DataConfig, EvalSpec, ExperimentConfig, ModelSpec, OptimSpec, RLSpec, SFTSpec, TeacherSpec
+import dataclasses
+import pathlib
+
+from r2rank_jax.config import ExperimentConfig, load_config_file
 
 
 def get_config() -> ExperimentConfig:
-    return ExperimentConfig(
-        name="qwen2_5_1_5b",
-        seed=0,
-        data=DataConfig(source="recbole:../shared/data/amazon18_video_games/Games-6k", history_len=20,
-                        num_candidates=20, max_prompt_tokens=512, prefix_buckets=(384, 448, 512),
-                        suffix_buckets=(64,)),
-        model=ModelSpec(kind="hf", path="checkpoints/Qwen2.5-1.5B-Instruct", preset="qwen2.5-1.5b-instruct",
-                        dtype="bfloat16", param_dtype="float32", remat="full", head_hidden=256),
-        teacher=TeacherSpec(kind="openai", model="deepseek-reasoner", negatives_per_user=3, noise=0.0,
-                            max_new_tokens=1024, concurrency=16),
-        sft=SFTSpec(steps=1000, batch_size=64, microbatches=4, response_buckets=(256, 384, 512),
-                    optim=OptimSpec(learning_rate=1e-5, warmup_steps=50, decay_steps=950, weight_decay=0.01),
-                    eval_every=100, checkpoint_every=100),
-        rl=RLSpec(steps=1000, batch_users=8, max_new_tokens=512, temperature=1.0, num_rankings=1,
-                  advantage="listwise", baseline="none", microbatches=4,
-                  llm_optim=OptimSpec(learning_rate=1e-6, warmup_steps=20), head_optim=OptimSpec(learning_rate=1e-4),
-                  eval_every=50, eval_users=512, patience=5, checkpoint_every=50),
-        eval=EvalSpec(split="test", max_users=0, max_new_tokens=512,
-                      baselines=("random", "popularity", "sasrec", "bert4rec", "lightgcn")),
-    )
+    base = load_config_file(pathlib.Path(__file__).with_name("qwen2_5_3b.py"))
+    model = dataclasses.replace(base.model, path="checkpoints/Qwen2.5-1.5B-Instruct", preset="qwen2.5-1.5b-instruct")
+    return dataclasses.replace(base, name="qwen2_5_1_5b", model=model)
