@@ -148,6 +148,7 @@ class EvalSpec:
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
+    method: str = "r2rank"               # what the run trains: "r2rank" or a baseline of r2rank_jax.methods
     seed: int = 0
     tokenizer: str = ""                  # "" = the model's own; "synthetic" = trained on the synthetic world
     data: DataConfig = DataConfig()
@@ -156,6 +157,14 @@ class ExperimentConfig:
     sft: SFTSpec = SFTSpec()
     rl: RLSpec = RLSpec()
     eval: EvalSpec = EvalSpec()
+
+    def __post_init__(self):
+        from r2rank_jax import methods
+
+        try:
+            methods.baseline_module(self.method) if self.method != methods.R2RANK else None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 def load_config_file(path: str | pathlib.Path) -> ExperimentConfig:

@@ -44,7 +44,26 @@ def maybe_init_distributed() -> None:
         jax.distributed.initialize()
 
 
+def run_baseline_stage(module, stage: str, cfg, wd, mesh, args) -> dict:
+    """Stage `stage` of a baseline method (r2rank_jax.methods); a stage it does not define is skipped."""
+    import json
+
+    fn = getattr(module, stage, None)
+    if fn is None:
+        summary = {"stage": stage, "skipped": f"method {cfg.method!r} has no {stage!r} stage"}
+        print(json.dumps(summary))
+        return summary
+    if stage == "synthesize":
+        return fn(cfg, wd)
+    return fn(cfg, wd, mesh, resume=args.resume)
+
+
 def run_stage(stage: str, cfg, wd, mesh, args) -> dict:
+    from r2rank_jax import methods
+
+    module = methods.baseline_module(cfg.method)
+    if module is not None and stage in ("synthesize", "sft", "rl"):
+        return run_baseline_stage(module, stage, cfg, wd, mesh, args)
     if stage == "prepare":
         from r2rank_jax.stages import prepare
         return prepare.run(cfg, wd, overwrite=args.overwrite)

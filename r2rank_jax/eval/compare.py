@@ -2,8 +2,8 @@
 
 An ablation is a full run in its own workdir (its own config overrides, checkpoints and `eval`
 stage, see docs/ablations.md). The main run's `eval.compare` lists them as ``NAME=WORKDIR``; for each
-one, `import_run` takes WORKDIR/eval/scores/r2rank.jsonl (the per-user scores of that run's RL
-checkpoint) after checking that
+one, `import_run` takes WORKDIR/eval/scores/METHOD.jsonl, METHOD being that run's `method` (r2rank: the
+per-user scores of its RL checkpoint; a baseline of `r2rank_jax.methods`: its own scores) after checking that
 
 1. both workdirs hold the same prepared benchmark (manifest ``content_hash``): same users, splits and
    saved candidate lists;
@@ -24,6 +24,14 @@ from r2rank_jax.data.errors import DataError
 from r2rank_jax.eval.score_files import align_scores, read_score_file
 
 SCORED_METHOD = "r2rank"
+
+
+def scored_method(workdir: pathlib.Path) -> str:
+    """The method whose score file represents run `workdir` (its config's `method`, default r2rank)."""
+    config = workdir / "config.json"
+    if not config.is_file():
+        return SCORED_METHOD
+    return json.loads(config.read_text()).get("method", SCORED_METHOD)
 
 
 class CompareError(ValueError):
@@ -52,7 +60,7 @@ def import_run(name: str, workdir: pathlib.Path, benchmark_dir: pathlib.Path, re
                out_path: pathlib.Path) -> pathlib.Path:
     """Checks run `workdir` against this run (module docstring) and copies its score file to `out_path`."""
     where = f"eval.compare {name}={workdir}"
-    source = workdir / "eval" / "scores" / f"{SCORED_METHOD}.jsonl"
+    source = workdir / "eval" / "scores" / f"{scored_method(workdir)}.jsonl"
     if not source.is_file():
         raise CompareError(f"{where}: {source} does not exist; run `python -m r2rank_jax.launch ... "
                            f"--workdir={workdir} all` (or its `eval` stage) first")

@@ -29,6 +29,7 @@ import pathlib
 import numpy as np
 from flax import nnx
 
+from r2rank_jax import methods
 from r2rank_jax.config import ConfigError, ExperimentConfig
 from r2rank_jax.data.prompt_text import ANSWER_OPEN
 from r2rank_jax.eval import compare
@@ -100,6 +101,20 @@ def _zero_shot_pointwise(cfg, wd, tok, mesh, source, records):
 
 
 LLM_METHODS = {"r2rank": _r2rank, "sft_only": _sft_only, "zero_shot_pointwise": _zero_shot_pointwise}
+# Methods that read the run's own checkpoints: only meaningful in an R2Rank run.
+R2RANK_CHECKPOINT_METHODS = ("r2rank", "sft_only")
+
+
+def llm_methods(cfg: ExperimentConfig) -> dict:
+    """{name: scoring function} available to this run: R2Rank's, or a baseline run's own method
+    (`r2rank_jax.methods`) plus the checkpoint-free ones."""
+    module = methods.baseline_module(cfg.method)
+    if module is None:
+        return dict(LLM_METHODS)
+    out = {k: v for k, v in LLM_METHODS.items() if k not in R2RANK_CHECKPOINT_METHODS}
+    if hasattr(module, "score"):
+        out[cfg.method] = module.score
+    return out
 
 
 def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathlib.Path) -> pathlib.Path:
@@ -117,9 +132,11 @@ def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathl
 
 def _check_config(cfg: ExperimentConfig) -> dict[str, pathlib.Path]:
     """The compare runs {NAME: WORKDIR}; unknown methods and bad entries raise ConfigError."""
-    unknown = [m for m in cfg.eval.methods if m not in LLM_METHODS]
+    available = llm_methods(cfg)
+    unknown = [m for m in cfg.eval.methods if m not in available]
     if unknown:
-        raise ConfigError(f"eval.methods: unknown method(s) {unknown}; known: {sorted(LLM_METHODS)}")
+        raise ConfigError(f"eval.methods: unknown method(s) {unknown} for a run of method {cfg.method!r}; "
+                          f"known: {sorted(available)}")
     try:
         return compare.parse_entries(cfg.eval.compare, taken=(*cfg.eval.methods, *cfg.eval.baselines))
     except compare.CompareError as e:
@@ -140,8 +157,9 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
     paths: dict[str, pathlib.Path] = {}
     extras: dict[str, dict] = {}
     skipped = []
+    available = llm_methods(cfg)
     for name in e.methods:
-        out = LLM_METHODS[name](cfg, wd, tok, mesh, source, records)
+        out = available[name](cfg, wd, tok, mesh, source, records)
         if out is None:
             skipped.append(name)
             continue
