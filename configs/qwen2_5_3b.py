@@ -25,7 +25,7 @@ def get_config() -> ExperimentConfig:
         sft=SFTSpec(steps=1000, batch_size=64, microbatches=4, response_buckets=(256, 384, 512),
                     optim=OptimSpec(learning_rate=1e-5, warmup_steps=50, decay_steps=950, weight_decay=0.01),
                     eval_every=100, checkpoint_every=100),
-        rl=RLSpec(steps=1000, batch_users=8, max_new_tokens=512, temperature=1.0, num_rankings=1,
+        rl=RLSpec(steps=1000, batch_users=16, max_new_tokens=512, temperature=1.0, num_rankings=1,
                   advantage="listwise", baseline="none", microbatches=4,
                   llm_optim=OptimSpec(learning_rate=1e-6, warmup_steps=20), head_optim=OptimSpec(learning_rate=1e-4),
                   eval_every=50, eval_users=512, patience=5, checkpoint_every=50),

@@ -3,6 +3,8 @@
     python -m r2rank_jax.tools.aot_memory --config=configs/qwen2_5_3b.py --mesh=fsdp:16 [--devices=16]
         [--hbm_gib=16] [--config.rl.batch_users=16 ...] [--out report.json]
 
+Exit status 0 when the config fits the budget, 1 when it does not.
+
 The model is built abstractly (shapes only: nothing is allocated, no checkpoint is read) from the
 config's `model.preset` (or the `config.json` of `model.path` when it exists). The train state (fp32
 master weights or `model.param_dtype`, both optimizers) is sharded by the partition rules over a
@@ -60,11 +62,12 @@ def _mesh_size(spec: str) -> int:
 def model_config(cfg, vocab_size: int):
     """The ModelConfig a config describes, without weights: config.json of model.path, else model.preset
     (a "random" model: its spec's architecture with `vocab_size`)."""
-    from r2rank_jax.models.config import ModelConfig, load_hf_config
+    from r2rank_jax.models.config import LoRAConfig, ModelConfig, load_hf_config
     from r2rank_jax.models.presets import preset_config
 
     m = cfg.model
-    numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers)
+    numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers,
+                    lora=LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, targets=m.lora.targets))
     if m.kind == "random":
         return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
                            num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,
@@ -77,13 +80,15 @@ def model_config(cfg, vocab_size: int):
 
 
 def abstract_state(cfg, mcfg, mesh):
-    """(Static, TrainState of ShapeDtypeStructs carrying their shardings)."""
+    """(Static, TrainState of ShapeDtypeStructs carrying their shardings). With LoRA the LLM optimizer
+    state covers the adapters only, as in `train.state.create_train_state`."""
     import jax
     from flax import nnx
     from jax.sharding import NamedSharding, PartitionSpec as P
 
     from r2rank_jax.mesh import MeshError, param_shardings, path_str, spec_for
     from r2rank_jax.models.decoder import Decoder
+    from r2rank_jax.models.lora import LoRAParam
     from r2rank_jax.models.head import ScoringHead
     from r2rank_jax.stages.common import optimizer
     from r2rank_jax.train.state import Static, TrainState
@@ -93,7 +98,8 @@ def abstract_state(cfg, mcfg, mesh):
     llm_def, llm = nnx.split(model)
     head_def, head_params = nnx.split(head)
     llm_tx, head_tx = optimizer(cfg.rl.llm_optim), optimizer(cfg.rl.head_optim)
-    llm_opt = jax.eval_shape(llm_tx.init, llm)
+    static = Static(llm_def, head_def, llm_tx, head_tx, LoRAParam if mcfg.lora.enabled else None)
+    llm_opt = jax.eval_shape(llm_tx.init, static.split_llm(llm)[0])
     head_opt = jax.eval_shape(head_tx.init, head_params)
 
     def tolerant(tree, prefix=""):
@@ -118,7 +124,7 @@ def abstract_state(cfg, mcfg, mesh):
         llm_opt=put(llm_opt, tolerant(llm_opt)),
         head_opt=put(head_opt, tolerant(head_opt, prefix="head")),
         key=jax.ShapeDtypeStruct((2,), "uint32", sharding=replicated))
-    return Static(llm_def, head_def, llm_tx, head_tx), state
+    return static, state
 
 
 def _batch_struct(shape, dtype, mesh):
@@ -203,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(r["per_device_gib"] for r in reports)
     report = {"config": cfg.name, "mesh": args.mesh, "devices": devices, "hbm_gib": args.hbm_gib,
               "params": sum(x.size for x in jax.tree.leaves(state.llm)),
+              "trainable_params": sum(x.size for x in jax.tree.leaves(static.split_llm(state.llm)[0])),
               "model": {"preset": cfg.model.preset, "compute_dtype": mcfg.compute_dtype, "param_dtype": mcfg.param_dtype,
-                        "remat": mcfg.remat, "scan_layers": mcfg.scan_layers},
+                        "remat": mcfg.remat, "scan_layers": mcfg.scan_layers, "lora_rank": mcfg.lora.rank},
               "batch": {"sft_rows": cfg.sft.batch_size, "sft_microbatches": cfg.sft.microbatches,
                         "rl_users": cfg.rl.batch_users, "candidates": cfg.data.num_candidates,
                         "rl_microbatches": cfg.rl.microbatches, "prefix": max(cfg.data.prefix_buckets),
@@ -219,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report))
     print(f"aot {cfg.name} mesh={args.mesh} per_device_gib={worst:.2f} budget_gib={args.hbm_gib:g} "
           f"fits={'true' if report['fits'] else 'false'}")
-    return 0
+    return 0 if report["fits"] else 1
 
 
 if __name__ == "__main__":
