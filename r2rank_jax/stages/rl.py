@@ -43,8 +43,9 @@ class EarlyStopping:
 class _Until:
     """The data iterator, ending (StopIteration → the loop saves and returns) once `flag.stop` is set.
 
-    Its state is the wrapped iterator's as JSON bytes: Grain's checkpoint handler saves any
-    non-DatasetIterator that way.
+    Its state (JSON bytes: Grain's checkpoint handler saves any non-DatasetIterator that way) is the
+    wrapped iterator's plus the early-stopping counters, so a resumed run stops exactly where an
+    uninterrupted one would.
     """
 
     def __init__(self, flag: EarlyStopping, it):
@@ -59,10 +60,17 @@ class _Until:
         return next(self.it)
 
     def get_state(self) -> bytes:
-        return json.dumps(self.it.get_state()).encode()
+        f = self.flag
+        return json.dumps({"data": self.it.get_state(),
+                           "early_stopping": {"best": f.best, "bad": f.bad, "stop": f.stop}}).encode()
 
     def set_state(self, state: bytes) -> None:
-        self.it.set_state(json.loads(state))
+        saved = json.loads(state)
+        if isinstance(saved, dict) and set(saved) == {"data", "early_stopping"}:
+            e = saved["early_stopping"]
+            self.flag.best, self.flag.bad, self.flag.stop = float(e["best"]), int(e["bad"]), bool(e["stop"])
+            saved = saved["data"]
+        self.it.set_state(saved)       # (checkpoints written before the counters were saved: data only)
 
     def start_prefetch(self) -> None:
         getattr(self.it, "start_prefetch", lambda: None)()
