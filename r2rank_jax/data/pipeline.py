@@ -6,8 +6,9 @@
     batch = next(it); state = it.get_state()  # ... later: it2 = make_iterator(...); it2.set_state(state)
 
 Order of operations (all on a `grain.MapDataset`, so every batch is a pure function of its index):
-host shard ``[shard_index::shard_count]`` -> ``shuffle(seed)`` (grain reseeds every epoch with
-``seed + epoch``) -> tokenize one user (`PromptBuilder.build`) -> batch U users and pad (`collate`) ->
+``shuffle(seed)`` (grain reseeds every epoch with ``seed + epoch``) -> host shard (`host_shard.HostRows`:
+host ``shard_index`` keeps its ``batch_users`` rows of every global batch of ``batch_users * shard_count``
+users, so n hosts together read the batches of one process with n times the batch) -> tokenize one user (`PromptBuilder.build`) -> batch U users and pad (`collate`) ->
 ``repeat(num_epochs)``. Batches never straddle epochs (grain batches each epoch separately). Then
 ``to_iter_dataset`` and, with ``worker_count > 0``, ``mp_prefetch`` into that many worker processes,
 which receive the pickled builder (tokenizer included) and do the tokenization. The iterator's
@@ -29,8 +30,9 @@ A batch (numpy; U = batch_users, K = candidates per user, P/S = bucket lengths):
 
 P is the smallest of ``prefix_buckets`` holding the batch's longest prefix and S likewise from
 ``suffix_buckets``, so a jitted step compiles once per bucket pair; `fit_to_buckets` sets the prompt
-budget so that every prompt fits the largest buckets. For multi-host training pass
-``shard_index=jax.process_index(), shard_count=jax.process_count()``.
+budget so that every prompt fits the largest buckets. For multi-host training pass the host's
+block of the global batch (`r2rank_jax.distributed.host_batch_shard(mesh)`) as ``shard_index, shard_count``
+and the per-host ``batch_users``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ import grain
 import numpy as np
 
 from r2rank_jax.data import benchmark
+from r2rank_jax.data.host_shard import HostRows
 from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, PromptConfig, UserPrompts
 
 Batch = dict[str, np.ndarray]
@@ -183,15 +186,16 @@ class Collate:
 def make_dataset(source: SplitSource, builder: PromptBuilder, config: PipelineConfig) -> grain.MapDataset:
     """The batched `grain.MapDataset` (index = global batch number, epochs included)."""
     ds = grain.MapDataset.source(source)
-    if config.shard_count > 1:
-        ds = ds[config.shard_index::config.shard_count]
-    if len(ds) == 0:
-        raise ValueError(f"{source!r}: shard {config.shard_index}/{config.shard_count} holds no records")
-    if len(ds) < config.batch_users and config.drop_remainder:
-        raise ValueError(f"{source!r}: {len(ds)} records on this shard, fewer than batch_users="
-                         f"{config.batch_users}, and drop_remainder is on: no batch at all")
+    global_users = config.batch_users * config.shard_count
+    if len(ds) < global_users and config.drop_remainder:
+        raise ValueError(f"{source!r}: {len(ds)} records, fewer than batch_users={config.batch_users} x "
+                         f"{config.shard_count} host shard(s), and drop_remainder is on: no batch at all")
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
+    if config.shard_count > 1:
+        ds = HostRows(ds, config.shard_index, config.shard_count, config.batch_users, config.drop_remainder)
+        if len(ds) == 0:
+            raise ValueError(f"{source!r}: shard {config.shard_index}/{config.shard_count} holds no records")
     pad_id = builder.tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token (set tokenizer.pad_token)")
@@ -235,9 +239,11 @@ def make_iterator(source: SplitSource, builder: PromptBuilder, config: PipelineC
 
 
 def batches_per_epoch(num_records: int, config: PipelineConfig) -> int:
-    """Batches in one epoch of one shard."""
-    n = len(range(config.shard_index, num_records, config.shard_count))
-    return n // config.batch_users if config.drop_remainder else -(-n // config.batch_users)
+    """Batches in one epoch of one shard (`HostRows`: host i's block of every global batch)."""
+    b, g = config.batch_users, config.batch_users * config.shard_count
+    full, rest = divmod(num_records, g)
+    tail = 0 if config.drop_remainder else min(max(rest - config.shard_index * b, 0), b)
+    return full + (tail > 0)
 
 
 def count_cuts(batch: Batch, stats: BudgetStats | None = None) -> BudgetStats:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2rank_jax import distributed
 from r2rank_jax.config import ExperimentConfig, OptimSpec
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, fit_to_buckets, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
@@ -110,7 +111,8 @@ def iterator(wd: Workdir, split: str, builder: PromptBuilder, pipeline: Pipeline
 
 
 def put_batch(batch: Any, mesh=None) -> Any:
-    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh)."""
+    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh). Multi-host: ``batch`` holds
+    this host's rows of the global batch (`distributed.put_local`)."""
     if mesh is None:
         return jax.tree.map(jnp.asarray, batch)
-    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), batch_sharding(mesh, np.ndim(x))), batch)
+    return jax.tree.map(lambda x: distributed.put_local(x, batch_sharding(mesh, np.ndim(x))), batch)
