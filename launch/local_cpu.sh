@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # N jax.distributed processes on this machine (CPU, 127.0.0.1): the multi-host code path without a cluster.
 #   launch/local_cpu.sh WORKDIR [NUM_PROCESSES=2] [DEVICES_PER_PROCESS=2] [STAGE=sft] [-- EXTRA launcher args]
-# e.g. launch/local_cpu.sh /tmp/mh 2 2 sft -- --config=configs/debug_cpu.py
+# e.g. launch/local_cpu.sh /tmp/mh 2 2 sft -- --config=configs/debug_cpu.py   (--mesh=auto unless EXTRA has --mesh)
 # WORKDIR must already hold `prepare` and `synthesize` outputs for `sft` (run them once without this script).
 # Process i logs to WORKDIR/process_i.log; the script exits non-zero when any process does.
 set -euo pipefail
@@ -17,7 +17,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
 for ((i = 0; i < n; i++)); do
   XLA_FLAGS="--xla_force_host_platform_device_count=$devices" JAX_PLATFORMS=cpu \
   R2RANK_COORDINATOR_ADDRESS="127.0.0.1:$port" R2RANK_NUM_PROCESSES="$n" R2RANK_PROCESS_ID="$i" \
-    "$python" -m r2rank_jax.launch "${extra[@]}" --workdir="$workdir" --mesh=auto "$stage" \
+    "$python" -m r2rank_jax.launch --mesh=auto "${extra[@]}" --workdir="$workdir" "$stage" \
     > "$workdir/process_$i.log" 2>&1 &
   pids+=($!)
 done
