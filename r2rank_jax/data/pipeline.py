@@ -6,9 +6,9 @@
     batch = next(it); state = it.get_state()  # ... later: it2 = make_iterator(...); it2.set_state(state)
 
 Order of operations (all on a `grain.MapDataset`, so every batch is a pure function of its index):
-``shuffle(seed)`` (grain reseeds every epoch with ``seed + epoch``) -> host shard (`host_shard.HostRows`:
-host ``shard_index`` keeps its ``batch_users`` rows of every global batch of ``batch_users * shard_count``
-users, so n hosts together read the batches of one process with n times the batch) -> tokenize one user (`PromptBuilder.build`) -> batch U users and pad (`collate`) ->
+``shuffle(seed)`` (grain reseeds every epoch with ``seed + epoch``) -> tokenize one user
+(`PromptBuilder.build`) -> batch U users and pad (`collate`; with ``shard_count`` n > 1: collate the
+global batch of U * n users and keep host ``shard_index``'s U rows, `host_shard.HostSlice`) ->
 ``repeat(num_epochs)``. Batches never straddle epochs (grain batches each epoch separately). Then
 ``to_iter_dataset`` and, with ``worker_count > 0``, ``mp_prefetch`` into that many worker processes,
 which receive the pickled builder (tokenizer included) and do the tokenization. The iterator's
@@ -46,7 +46,7 @@ import grain
 import numpy as np
 
 from r2rank_jax.data import benchmark
-from r2rank_jax.data.host_shard import HostRows
+from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, PromptConfig, UserPrompts
 
 Batch = dict[str, np.ndarray]
@@ -192,16 +192,14 @@ def make_dataset(source: SplitSource, builder: PromptBuilder, config: PipelineCo
                          f"{config.shard_count} host shard(s), and drop_remainder is on: no batch at all")
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
-    if config.shard_count > 1:
-        ds = HostRows(ds, config.shard_index, config.shard_count, config.batch_users, config.drop_remainder)
-        if len(ds) == 0:
-            raise ValueError(f"{source!r}: shard {config.shard_index}/{config.shard_count} holds no records")
     pad_id = builder.tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token (set tokenizer.pad_token)")
-    collate = Collate(config.batch_users, config.prefix_buckets, config.suffix_buckets, pad_id)
+    batch_fn = collate = Collate(global_users, config.prefix_buckets, config.suffix_buckets, pad_id)
+    if config.shard_count > 1:
+        batch_fn = HostSlice(collate, global_users, config.shard_index, config.shard_count)
     ds = ds.map(TokenizeUser(builder, source.item_index))
-    ds = ds.batch(config.batch_users, drop_remainder=config.drop_remainder, batch_fn=collate)
+    ds = ds.batch(global_users, drop_remainder=config.drop_remainder, batch_fn=batch_fn)
     return ds.repeat(config.num_epochs)
 
 
@@ -239,11 +237,9 @@ def make_iterator(source: SplitSource, builder: PromptBuilder, config: PipelineC
 
 
 def batches_per_epoch(num_records: int, config: PipelineConfig) -> int:
-    """Batches in one epoch of one shard (`HostRows`: host i's block of every global batch)."""
-    b, g = config.batch_users, config.batch_users * config.shard_count
-    full, rest = divmod(num_records, g)
-    tail = 0 if config.drop_remainder else min(max(rest - config.shard_index * b, 0), b)
-    return full + (tail > 0)
+    """Batches in one epoch (every host shard has the same count: one per global batch)."""
+    g = config.batch_users * config.shard_count
+    return num_records // g if config.drop_remainder else -(-num_records // g)
 
 
 def count_cuts(batch: Batch, stats: BudgetStats | None = None) -> BudgetStats:

@@ -31,9 +31,9 @@ By default every response must parse (`answers.parse_decision`) to the decision 
   ``prompt_lengths``/``response_lengths`` `[B]` int32, ``user_ids``/``candidates`` `[B]` str.
 
 Order of operations on a `grain.MapDataset` (every batch is a pure function of its index):
-shuffle(seed, reseeded per epoch) -> host shard (`host_shard.HostRows`: with ``shard_count`` n, host
-``shard_index`` keeps its ``batch_size`` rows of every global batch of ``batch_size * n`` examples) ->
-batch + pad -> repeat(num_epochs). The iterator's
+shuffle(seed, reseeded per epoch) -> batch + pad (with ``shard_count`` n > 1: collate the global batch
+of ``batch_size * n`` examples, so its buckets, and keep host ``shard_index``'s ``batch_size`` rows,
+`host_shard.HostSlice`) -> repeat(num_epochs). The iterator's
 ``get_state()``/``set_state()`` resumes exactly. Packing several examples into one row is **not
 done**: the decoder masks attention by positions only (key visible iff 0 <= pos(key) <= pos(query)),
 so packed examples would see each other without a segment-id rule in the attention.
@@ -52,7 +52,7 @@ import numpy as np
 
 from r2rank_jax.data.answers import parse_decision
 from r2rank_jax.data.errors import DataError
-from r2rank_jax.data.host_shard import HostRows
+from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.data.textio import iter_lines
 
@@ -264,10 +264,11 @@ def make_dataset(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: 
                          "host shard(s), and drop_remainder is on: no batch at all")
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
+    global_batch = config.batch_size * config.shard_count
+    batch_fn = collate = Collate(global_batch, config.prompt_buckets, config.response_buckets, pad_id)
     if config.shard_count > 1:
-        ds = HostRows(ds, config.shard_index, config.shard_count, config.batch_size, config.drop_remainder)
-    collate = Collate(config.batch_size, config.prompt_buckets, config.response_buckets, pad_id)
-    ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder, batch_fn=collate)
+        batch_fn = HostSlice(collate, global_batch, config.shard_index, config.shard_count)
+    ds = ds.batch(global_batch, drop_remainder=config.drop_remainder, batch_fn=batch_fn)
     return ds.repeat(config.num_epochs)
 
 

@@ -1,8 +1,9 @@
 """Multi-host acceptance: the launcher's `sft` stage run as 2 `jax.distributed` processes on CPU (127.0.0.1,
 2 devices each, mesh data:4 across both) matches one process on 4 devices with the same global batch:
 per-step losses, held-out eval metrics and the final parameters (read back from the collectively
-written checkpoint). Also: the environment parsing and the host input shards (`HostRows`).
+written checkpoint). Also: the environment parsing and the host input shards (`HostSlice`).
 """
+import dataclasses
 import json
 import os
 import pathlib
@@ -11,13 +12,11 @@ import socket
 import subprocess
 import sys
 
-import grain
 import jax
 import numpy as np
 import pytest
 
 from r2rank_jax import distributed
-from r2rank_jax.data.host_shard import HostRows
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DEBUG = str(REPO / "configs" / "debug_cpu.py")
@@ -53,24 +52,39 @@ def test_settings_from_env():
 
 # ---- host shards ---------------------------------------------------------------------------------
 
+def _examples(n: int) -> list:
+    from r2rank_jax.train.sft_data import SFTExample
+
+    rng = np.random.default_rng(0)
+    return [SFTExample(str(i), str(i), i % 2, tuple(range(1, 2 + int(rng.integers(1, 14)))),
+                       tuple(range(1, 2 + int(rng.integers(1, 6))))) for i in range(n)]
+
+
 @pytest.mark.parametrize("n, drop", [(23, True), (23, False), (24, True)])
-def test_host_rows_assemble_the_one_process_batches(n, drop):
-    """Host i's b rows of each global batch, laid side by side, are the one-process batches of b * hosts,
-    epoch after epoch (the shuffle reseeds per epoch)."""
+def test_host_shards_are_blocks_of_the_one_process_batches(n, drop):
+    """Host i's rows of each step are rows [i*b, (i+1)*b) of the one-process batch of b * hosts rows, epoch
+    after epoch (the shuffle reseeds per epoch), with the global batch's buckets (equal shapes on every host)."""
+    from r2rank_jax.train.sft_data import SFTDataConfig, make_iterator
+
     b, hosts, epochs = 3, 2, 3
-    base = grain.MapDataset.range(n).shuffle(seed=7)
-    one = base.batch(b * hosts, drop_remainder=drop, batch_fn=list).repeat(epochs)
-    per_host = [HostRows(base, i, hosts, b, drop).batch(b, drop_remainder=False, batch_fn=list).repeat(epochs)
+    cfg = SFTDataConfig(batch_size=b * hosts, prompt_buckets=(4, 8, 16), response_buckets=(4, 8), seed=5,
+                        num_epochs=epochs, drop_remainder=drop)
+    one = list(make_iterator(_examples(n), cfg, pad_id=0))
+    per_host = [list(make_iterator(_examples(n), dataclasses.replace(cfg, batch_size=b, shard_index=i,
+                                                                   shard_count=hosts), pad_id=0))
                 for i in range(hosts)]
-    if drop:
-        assert [len(h) for h in per_host] == [len(one)] * hosts
-    expected = [list(batch) for batch in one]
-    got = []
-    for k in range(len(one)):
-        got.append([x for h in per_host if k < len(h) for x in h[k]])
-    assert got == expected
-    first_epoch = sorted(x for batch in expected[:len(one) // epochs] for x in batch)
-    assert len(first_epoch) == (n // (b * hosts) * b * hosts if drop else n) and len(set(first_epoch)) == len(first_epoch)
+    assert [len(h) for h in per_host] == [len(one)] * hosts == [epochs * (n // 6 if drop else -(-n // 6))] * hosts
+    own_bucket_differs = False
+    for k, batch in enumerate(one):
+        for i, host in enumerate(per_host):
+            assert host[k].keys() == batch.keys()
+            for key, value in batch.items():
+                np.testing.assert_array_equal(host[k][key], value[i * b:(i + 1) * b], err_msg=f"{k} {i} {key}")
+            own = host[k]["prompt_lengths"][host[k]["example_mask"]]
+            own_bucket_differs |= own.size > 0 and (own.max() <= 8) != (batch["prompt_lengths"].max() <= 8)
+    assert own_bucket_differs      # some host's own rows would have picked a smaller bucket than the batch's
+    users = [u for batch in one[:len(one) // epochs] for u, m in zip(batch["user_ids"], batch["example_mask"]) if m]
+    assert len(users) == len(set(users)) == (n // 6 * 6 if drop else n)
 
 
 # ---- two processes vs one ------------------------------------------------------------------------
