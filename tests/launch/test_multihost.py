@@ -1,5 +1,6 @@
 """Multi-host acceptance: the launcher's `sft` stage run as 2 `jax.distributed` processes on CPU (127.0.0.1,
-2 devices each, mesh data:4 across both) matches one process on 4 devices with the same global batch:
+2 devices each, mesh fsdp:4 across both: batch rows and parameters sharded over the processes) matches
+one process on 4 devices (same mesh) with the same global batch:
 per-step losses, held-out eval metrics and the final parameters (read back from the collectively
 written checkpoint). Also: the environment parsing and the host input shards (`HostSlice`).
 """
@@ -22,6 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DEBUG = str(REPO / "configs" / "debug_cpu.py")
 # 2 steps, evaluation (and so a log line and a checkpoint) after each.
 SFT_OVERRIDES = {"sft.steps": "2", "sft.eval_every": "1", "sft.checkpoint_every": "1"}
+MESH = "fsdp:4"
 TIMEOUT_S = 240
 
 
@@ -104,7 +106,7 @@ def _spawn_two(workdir: pathlib.Path) -> list[str]:
         env.update(PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=2",
                    JAX_PLATFORMS="cpu", R2RANK_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", R2RANK_NUM_PROCESSES="2",
                    R2RANK_PROCESS_ID=str(pid), R2RANK_INIT_TIMEOUT="120")
-        cmd = [sys.executable, "-m", "r2rank_jax.launch", f"--config={DEBUG}", f"--workdir={workdir}", "--mesh=auto",
+        cmd = [sys.executable, "-m", "r2rank_jax.launch", f"--config={DEBUG}", f"--workdir={workdir}", f"--mesh={MESH}",
                *(f"--config.{k}={v}" for k, v in SFT_OVERRIDES.items()), "sft"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True))
@@ -161,9 +163,9 @@ def test_two_process_sft_matches_one_process(tmp_path):
     shutil.copytree(base, one)
     shutil.copytree(base, two)
 
-    # One process, 4 of this test process's CPU devices, global batch sft.batch_size = 4.
+    # One process, 4 of this test process's (8) CPU devices, global batch sft.batch_size = 4.
     cfg = apply_overrides(load_config_file(DEBUG), SFT_OVERRIDES)
-    sft.run(cfg, Workdir(one), make_mesh("data:4", devices=jax.devices()[:4]))
+    sft.run(cfg, Workdir(one), make_mesh(MESH, devices=jax.devices()[:4]))
     _spawn_two(two)
 
     ref, got = _sft_records(one), _sft_records(two)
