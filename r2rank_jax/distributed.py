@@ -178,6 +178,24 @@ def put_replicated_input(x: Any, sharding) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
+def put_same_value(tree: Any, shardings: Any) -> Any:
+    """`jax.device_put(tree, shardings)` for values that are equal on every process (e.g. parameters
+    initialized or restored on each host's local device) onto shardings spanning all processes:
+    `device_put` refuses committed local arrays there, so each process copies its addressable pieces
+    from host memory. One process: plain `jax.device_put`."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, shardings)
+
+    def one(x, sharding):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return jax.device_put(x, sharding)
+        value = np.asarray(jax.device_get(x))
+        return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+    if isinstance(shardings, jax.sharding.Sharding):
+        return jax.tree.map(lambda x: one(x, shardings), tree)
+    return jax.tree.map(one, tree, shardings)
+
+
 def to_host(x: jax.Array) -> np.ndarray:
     """The whole value of a (possibly cross-process sharded) array on every host."""
     if getattr(x, "is_fully_addressable", True) or getattr(x, "is_fully_replicated", False):

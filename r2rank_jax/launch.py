@@ -7,9 +7,9 @@ STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). The resolved 
 WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host (see
 docs/multihost.md): when the environment names a coordinator and process count/id (R2RANK_* or
 JAX_* variables, r2rank_jax.distributed), or R2RANK_DISTRIBUTED=1 on a TPU pod, `jax.distributed`
-is initialized before anything touches the devices; `sft` then runs on every process (each reads
-its block of the global batch; checkpoints are written collectively), `prepare` and `synthesize` on
-process 0 alone, and `rl`/`eval` are refused (not multi-host yet).
+is initialized before anything touches the devices; `sft` and `rl` then run on every process
+(checkpoints are written collectively), `prepare` and `synthesize` on process 0 alone, and `eval`
+(so `all`) is refused (not multi-host yet).
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def maybe_init_distributed() -> bool:
 
 
 # Stages that run on every process of a multi-host run; the others run on process 0 alone.
-COLLECTIVE_STAGES = ("sft",)
+COLLECTIVE_STAGES = ("sft", "rl")
 PRIMARY_STAGES = ("prepare", "synthesize")
 
 
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         unsupported = [s for s in stages if s not in COLLECTIVE_STAGES + PRIMARY_STAGES]
         if unsupported:
             raise distributed.DistributedError(
-                f"stage(s) {unsupported} do not run multi-host yet (rollouts and evaluation feed the sampler "
-                f"host arrays); run them as one process on the workdir the multi-host {COLLECTIVE_STAGES} wrote")
+                f"stage(s) {unsupported} do not run multi-host yet; run them as one process on the workdir "
+                f"the multi-host {COLLECTIVE_STAGES} stages wrote")
     if distributed.is_primary():
         write_resolved(cfg, wd.root)
     distributed.barrier("r2rank_launch_config")

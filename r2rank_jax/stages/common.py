@@ -110,9 +110,11 @@ def iterator(wd: Workdir, split: str, builder: PromptBuilder, pipeline: Pipeline
     return make_iterator(source(wd, split), builder, pipeline)
 
 
-def put_batch(batch: Any, mesh=None) -> Any:
-    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh). Multi-host: ``batch`` holds
-    this host's rows of the global batch (`distributed.put_local`)."""
+def put_batch(batch: Any, mesh=None, host_rows: bool = True) -> Any:
+    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh). Multi-host: ``host_rows``
+    means ``batch`` holds this host's rows of the global batch (`distributed.put_local`); otherwise
+    every host passes the same whole batch (`distributed.put_replicated_input`)."""
     if mesh is None:
         return jax.tree.map(jnp.asarray, batch)
-    return jax.tree.map(lambda x: distributed.put_local(x, batch_sharding(mesh, np.ndim(x))), batch)
+    put = distributed.put_local if host_rows else distributed.put_replicated_input
+    return jax.tree.map(lambda x: put(x, batch_sharding(mesh, np.ndim(x))), batch)
