@@ -4,8 +4,8 @@
 #   TPU=my-v5e-32 ZONE=us-west4-a REPO=~/r2rank_jax launch/tpu_pod.sh --config=configs/qwen2_5_3b.py \
 #       --workdir=/mnt/shared/run --mesh=fsdp:32 sft
 # The workdir must be shared by the workers (a Filestore/NFS mount or a gcsfuse bucket). Run
-# `prepare` and `synthesize` first (once, any single machine), and `rl`/`eval` are not multi-host yet
-# (docs/multihost.md).
+# `prepare` and `synthesize` first (once, any single machine); `sft` and `rl` run multi-host, `eval` is
+# not multi-host yet (docs/multihost.md).
 set -euo pipefail
 : "${TPU:?set TPU=name of the TPU VM}" "${ZONE:?set ZONE}" "${REPO:?set REPO=checkout path on the workers}"
 args=$(printf ' %q' "$@")
