@@ -4,9 +4,12 @@
         --workdir=DIR [--resume] [--overwrite] STAGE
 
 STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). The resolved config is written to
-WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host: when
-the environment names a coordinator (JAX_COORDINATOR_ADDRESS, or R2RANK_DISTRIBUTED=1 on a TPU pod),
-`jax.distributed.initialize()` runs before anything touches the devices.
+WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host (see
+docs/multihost.md): when the environment names a coordinator and process count/id (R2RANK_* or
+JAX_* variables, r2rank_jax.distributed), or R2RANK_DISTRIBUTED=1 on a TPU pod, `jax.distributed`
+is initialized before anything touches the devices; `sft` and `rl` then run on every process
+(checkpoints are written collectively), `prepare` and `synthesize` on process 0 alone, and `eval`
+(so `all`) is refused (not multi-host yet).
 """
 from __future__ import annotations
 
@@ -37,11 +40,16 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
     return args, overrides
 
 
-def maybe_init_distributed() -> None:
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("R2RANK_DISTRIBUTED") == "1":
-        import jax
+def maybe_init_distributed() -> bool:
+    """`jax.distributed.initialize` when the environment asks for several processes (r2rank_jax.distributed)."""
+    from r2rank_jax import distributed
 
-        jax.distributed.initialize()
+    return distributed.initialize(distributed.settings_from_env(os.environ))
+
+
+# Stages that run on every process of a multi-host run; the others run on process 0 alone.
+COLLECTIVE_STAGES = ("sft", "rl")
+PRIMARY_STAGES = ("prepare", "synthesize")
 
 
 def run_baseline_stage(module, stage: str, cfg, wd, mesh, args) -> dict:
@@ -86,15 +94,36 @@ def main(argv: list[str] | None = None) -> int:
     from r2rank_jax.config import apply_overrides, load_config_file, write_resolved
     from r2rank_jax.stages.workdir import Workdir
 
+    import jax
+
+    from r2rank_jax import distributed
+
     cfg = apply_overrides(load_config_file(args.config), overrides)
     wd = Workdir(pathlib.Path(args.workdir))
-    write_resolved(cfg, wd.root)
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    multi = jax.process_count() > 1
+    if multi:
+        if not args.mesh:
+            raise distributed.DistributedError(f"{distributed.describe()}: a multi-host run needs --mesh spanning "
+                                               "every process's devices (e.g. --mesh=auto)")
+        unsupported = [s for s in stages if s not in COLLECTIVE_STAGES + PRIMARY_STAGES]
+        if unsupported:
+            raise distributed.DistributedError(
+                f"stage(s) {unsupported} do not run multi-host yet; run them as one process on the workdir "
+                f"the multi-host {COLLECTIVE_STAGES} stages wrote")
+    if distributed.is_primary():
+        write_resolved(cfg, wd.root)
+    distributed.barrier("r2rank_launch_config")
     mesh = None
     if args.mesh:
         from r2rank_jax.mesh import make_mesh
         mesh = make_mesh(args.mesh)
-    for stage in (STAGES if args.stage == "all" else (args.stage,)):
-        result = run_stage(stage, cfg, wd, mesh, args)
+    for stage in stages:
+        if multi and stage in PRIMARY_STAGES:
+            result = run_stage(stage, cfg, wd, None, args) if distributed.is_primary() else {}
+            distributed.barrier(f"r2rank_stage_{stage}")
+        else:
+            result = run_stage(stage, cfg, wd, mesh, args)
         if isinstance(result, dict) and result.get("preempted"):
             return 0
     return 0

@@ -47,8 +47,11 @@ def parse_mesh_spec(spec: str, num_devices: int | None = None) -> dict[str, int]
         sizes[name] = int(value)
     total = math.prod(sizes.values())
     if total != num_devices:
+        hosts = (f", {jax.process_count()} processes x {jax.local_device_count()} local devices"
+                 if jax.process_count() > 1 else "")
         raise MeshError(f"mesh spec {spec!r} needs {total} devices but {num_devices} are available "
-                        f"({jax.default_backend()}); the product of the axis sizes must equal the device count")
+                        f"({jax.default_backend()}{hosts}); the product of the axis sizes must equal the "
+                        "(global) device count")
     return sizes
 
 

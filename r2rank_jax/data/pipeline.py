@@ -6,8 +6,9 @@
     batch = next(it); state = it.get_state()  # ... later: it2 = make_iterator(...); it2.set_state(state)
 
 Order of operations (all on a `grain.MapDataset`, so every batch is a pure function of its index):
-host shard ``[shard_index::shard_count]`` -> ``shuffle(seed)`` (grain reseeds every epoch with
-``seed + epoch``) -> tokenize one user (`PromptBuilder.build`) -> batch U users and pad (`collate`) ->
+``shuffle(seed)`` (grain reseeds every epoch with ``seed + epoch``) -> tokenize one user
+(`PromptBuilder.build`) -> batch U users and pad (`collate`; with ``shard_count`` n > 1: collate the
+global batch of U * n users and keep host ``shard_index``'s U rows, `host_shard.HostSlice`) ->
 ``repeat(num_epochs)``. Batches never straddle epochs (grain batches each epoch separately). Then
 ``to_iter_dataset`` and, with ``worker_count > 0``, ``mp_prefetch`` into that many worker processes,
 which receive the pickled builder (tokenizer included) and do the tokenization. The iterator's
@@ -29,8 +30,9 @@ A batch (numpy; U = batch_users, K = candidates per user, P/S = bucket lengths):
 
 P is the smallest of ``prefix_buckets`` holding the batch's longest prefix and S likewise from
 ``suffix_buckets``, so a jitted step compiles once per bucket pair; `fit_to_buckets` sets the prompt
-budget so that every prompt fits the largest buckets. For multi-host training pass
-``shard_index=jax.process_index(), shard_count=jax.process_count()``.
+budget so that every prompt fits the largest buckets. For multi-host training pass the host's
+block of the global batch (`r2rank_jax.distributed.host_batch_shard(mesh)`) as ``shard_index, shard_count``
+and the per-host ``batch_users``.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ import grain
 import numpy as np
 
 from r2rank_jax.data import benchmark
+from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, PromptConfig, UserPrompts
 
 Batch = dict[str, np.ndarray]
@@ -183,21 +186,20 @@ class Collate:
 def make_dataset(source: SplitSource, builder: PromptBuilder, config: PipelineConfig) -> grain.MapDataset:
     """The batched `grain.MapDataset` (index = global batch number, epochs included)."""
     ds = grain.MapDataset.source(source)
-    if config.shard_count > 1:
-        ds = ds[config.shard_index::config.shard_count]
-    if len(ds) == 0:
-        raise ValueError(f"{source!r}: shard {config.shard_index}/{config.shard_count} holds no records")
-    if len(ds) < config.batch_users and config.drop_remainder:
-        raise ValueError(f"{source!r}: {len(ds)} records on this shard, fewer than batch_users="
-                         f"{config.batch_users}, and drop_remainder is on: no batch at all")
+    global_users = config.batch_users * config.shard_count
+    if len(ds) < global_users and config.drop_remainder:
+        raise ValueError(f"{source!r}: {len(ds)} records, fewer than batch_users={config.batch_users} x "
+                         f"{config.shard_count} host shard(s), and drop_remainder is on: no batch at all")
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
     pad_id = builder.tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token (set tokenizer.pad_token)")
-    collate = Collate(config.batch_users, config.prefix_buckets, config.suffix_buckets, pad_id)
+    batch_fn = collate = Collate(global_users, config.prefix_buckets, config.suffix_buckets, pad_id)
+    if config.shard_count > 1:
+        batch_fn = HostSlice(collate, global_users, config.shard_index, config.shard_count)
     ds = ds.map(TokenizeUser(builder, source.item_index))
-    ds = ds.batch(config.batch_users, drop_remainder=config.drop_remainder, batch_fn=collate)
+    ds = ds.batch(global_users, drop_remainder=config.drop_remainder, batch_fn=batch_fn)
     return ds.repeat(config.num_epochs)
 
 
@@ -235,9 +237,9 @@ def make_iterator(source: SplitSource, builder: PromptBuilder, config: PipelineC
 
 
 def batches_per_epoch(num_records: int, config: PipelineConfig) -> int:
-    """Batches in one epoch of one shard."""
-    n = len(range(config.shard_index, num_records, config.shard_count))
-    return n // config.batch_users if config.drop_remainder else -(-n // config.batch_users)
+    """Batches in one epoch (every host shard has the same count: one per global batch)."""
+    g = config.batch_users * config.shard_count
+    return num_records // g if config.drop_remainder else -(-num_records // g)
 
 
 def count_cuts(batch: Batch, stats: BudgetStats | None = None) -> BudgetStats:

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2rank_jax import distributed
 from r2rank_jax.config import ExperimentConfig, OptimSpec
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, fit_to_buckets, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
@@ -109,8 +110,11 @@ def iterator(wd: Workdir, split: str, builder: PromptBuilder, pipeline: Pipeline
     return make_iterator(source(wd, split), builder, pipeline)
 
 
-def put_batch(batch: Any, mesh=None) -> Any:
-    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh)."""
+def put_batch(batch: Any, mesh=None, host_rows: bool = True) -> Any:
+    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh). Multi-host: ``host_rows``
+    means ``batch`` holds this host's rows of the global batch (`distributed.put_local`); otherwise
+    every host passes the same whole batch (`distributed.put_replicated_input`)."""
     if mesh is None:
         return jax.tree.map(jnp.asarray, batch)
-    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), batch_sharding(mesh, np.ndim(x))), batch)
+    put = distributed.put_local if host_rows else distributed.put_replicated_input
+    return jax.tree.map(lambda x: put(x, batch_sharding(mesh, np.ndim(x))), batch)

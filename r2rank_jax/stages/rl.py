@@ -7,7 +7,10 @@ early stopping after `patience` evaluations without improvement. Starts from the
 the workdir has one (else, or with `sft.steps=0`, from the base model: the paper's RL-only ablation).
 `rl.freeze_llm=True` (the MLP-only ablation) trains the scoring head only: θ stays bitwise equal to
 the starting checkpoint. Prompts are the `data.prompt_variant` ones (`no_cot`: the without-CoT
-ablation, with short rollouts). Resumable; SIGTERM saves and exits.
+ablation, with short rollouts). Resumable; SIGTERM saves and exits. Multi-host (docs/multihost.md):
+every process reads the whole global batch of users (the sampler's inputs must be the same on every
+process), the rollout and the validation scores are gathered to every host, the train step's batch
+is sharded over all devices; checkpoints are collective as in `sft`.
 """
 from __future__ import annotations
 
@@ -97,7 +100,9 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
         params = common.sampling_params(u * k, r.temperature)
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), int(state.step))
         rl_batch, _ = rollout(sampler, state.llm, batch, params, key)
-        return train_step(state, common.put_batch(rl_batch, mesh))
+        # Multi-host: every host read the whole batch (the sampler takes the same prompts on every
+        # process) and gathered the whole rollout, so it passes the whole RLBatch.
+        return train_step(state, common.put_batch(rl_batch, mesh, host_rows=False))
 
     def evaluate(state):
         scores = score_split(sampler, state.llm, static.head_def, state.head, valid, builder, pipeline,

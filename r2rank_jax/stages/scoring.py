@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2rank_jax.distributed import to_host
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.sampling.params import SamplingParams
@@ -67,7 +68,7 @@ def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any
         prefixes, suffixes = prompt_lists(batch)
         out = sampler.generate_shared(prefixes, suffixes, SamplingParams.make(u * k, temperature=temperature), key,
                                       state=llm_state)
-        return np.asarray(score_fn(out.hidden)).reshape(u, k)
+        return to_host(score_fn(out.hidden)).reshape(u, k)   # multi-host: gathered from every process
 
     return score_batches(batch_scores, source, builder, pipeline, max_users, seed)
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import zlib
 
+from r2rank_jax import distributed
 from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.data.prompts import UserPrompts
@@ -83,8 +84,11 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     evals = [e for e in examples if held_out(e.user_id)]
     if not train:
         raise ValueError(f"{corpus}: no training examples (the teacher filter accepted nothing?)")
+    # Multi-host: this host reads only its block of every global batch of sft.batch_size rows.
+    shard_index, shard_count = distributed.host_batch_shard(mesh)
     data_cfg = sft_data.SFTDataConfig(
-        batch_size=s.batch_size, seed=cfg.seed, too_long="skip",
+        batch_size=distributed.host_batch_size(s.batch_size, mesh, "sft.batch_size"), seed=cfg.seed, too_long="skip",
+        shard_index=shard_index, shard_count=shard_count,
         prompt_buckets=tuple(sorted({p + q for p in cfg.data.prefix_buckets for q in cfg.data.suffix_buckets})),
         response_buckets=response_buckets)
     data_iter = sft_data.make_iterator(train, data_cfg, tok.pad_token_id)

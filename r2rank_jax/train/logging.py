@@ -5,7 +5,7 @@
     logger.advance(step)                             # moves the progress bar (every step)
     logger.close()
 
-Each `log` call appends one JSON object ``{"stage", "step", "time", <metrics>...}`` and flushes, so
+In a multi-host run only process 0 writes (`primary`). Each `log` call appends one JSON object ``{"stage", "step", "time", <metrics>...}`` and flushes, so
 the file survives a preemption. A resumed run appends to the same file; if a run died hard after
 its last checkpoint, steps after that checkpoint appear twice and the later lines win. TensorBoard
 tags are ``"{stage}/{name}"`` in ``WORKDIR/tensorboard``.
@@ -44,12 +44,19 @@ class MetricsLogger:
     """Writes one stage's metrics (see module docstring). Use as a context manager or call `close`."""
 
     def __init__(self, workdir: str | os.PathLike[str], stage: str, total_steps: int | None = None,
-                 initial_step: int = 0, tensorboard: bool = True, progress: bool = True):
+                 initial_step: int = 0, tensorboard: bool = True, progress: bool = True, primary: bool | None = None):
+        import jax
+
         self.workdir = pathlib.Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.stage = stage
         self.path = self.workdir / METRICS_FILE
-        self._file = open(self.path, "a", encoding="utf-8")
+        # Multi-host: only process 0 writes (the others would append the same records to a shared file).
+        self.primary = jax.process_index() == 0 if primary is None else primary
+        if not self.primary:
+            tensorboard = progress = False
+        else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path if self.primary else os.devnull, "a", encoding="utf-8")
         self._writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter

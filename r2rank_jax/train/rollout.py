@@ -7,6 +7,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from r2rank_jax.distributed import to_host
 from r2rank_jax.sampling.loop import SampleOutput
 from r2rank_jax.sampling.params import SamplingParams
 from r2rank_jax.sampling.sampler import Sampler
@@ -29,13 +30,14 @@ def to_rl_batch(batch: Batch, out: SampleOutput) -> RLBatch:
     """Builds the RLBatch: continuation = suffix left-padded to S ‖ the N generated tokens.
 
     The scoring position is each rationale's last valid token (index S + length − 1), where the
-    sampler read the hidden state it returns.
+    sampler read the hidden state it returns. Multi-host: the sampler's outputs are sharded over the
+    processes; `to_host` gathers the whole batch on every host.
     """
     u, k, s = batch["suffix_tokens"].shape
-    ids = np.asarray(out.ids).reshape(u, k, -1)
+    ids = to_host(out.ids).reshape(u, k, -1)
     n = ids.shape[-1]
-    valid = np.asarray(out.valid).reshape(u, k, n)
-    lengths = np.asarray(out.lengths).reshape(u, k)
+    valid = to_host(out.valid).reshape(u, k, n)
+    lengths = to_host(out.lengths).reshape(u, k)
     suf_len = batch["suffix_lengths"]
     start = batch["prefix_lengths"][:, None]                                             # [U, 1]
 
@@ -55,7 +57,7 @@ def to_rl_batch(batch: Batch, out: SampleOutput) -> RLBatch:
         prefix_positions=np.asarray(batch["prefix_positions"], np.int32),
         cont_tokens=cont_tokens, cont_positions=cont_positions,
         response_mask=valid,
-        old_logprobs=np.where(valid, np.asarray(out.logprobs).reshape(u, k, n), 0.0).astype(np.float32),
+        old_logprobs=np.where(valid, to_host(out.logprobs).reshape(u, k, n), 0.0).astype(np.float32),
         score_index=(s + np.maximum(lengths, 1) - 1).astype(np.int32),
         relevance=np.asarray(batch["labels"], np.float32),
         candidate_mask=example[:, None] & (batch["candidate_index"] >= 0),

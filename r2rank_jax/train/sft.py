@@ -23,6 +23,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from r2rank_jax import distributed
 from r2rank_jax.mesh import batch_sharding
 from r2rank_jax.train.state import Static, TrainState, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
@@ -125,8 +126,14 @@ def make_sequence_logprobs(static: Static, chunk: int = 64, mesh: Mesh | None = 
 
 
 def put_batch(batch: Mapping[str, np.ndarray], mesh: Mesh | None = None,
-              keys: tuple[str, ...] = ("tokens", "positions", "loss_mask", "labels", "example_mask")) -> dict[str, jax.Array]:
-    """The numeric arrays of a host batch on device; with a mesh, rows split over (data, fsdp)."""
+              keys: tuple[str, ...] = ("tokens", "positions", "loss_mask", "labels", "example_mask"),
+              host_rows: bool = True) -> dict[str, jax.Array]:
+    """The numeric arrays of a host batch on device; with a mesh, rows split over (data, fsdp).
+
+    Multi-host: ``host_rows`` means ``batch`` is this host's block of the global batch
+    (`distributed.host_batch_shard`); otherwise every host passes the same whole batch (evaluation).
+    """
     if mesh is None:
         return {k: jnp.asarray(batch[k]) for k in keys}
-    return {k: jax.device_put(np.asarray(batch[k]), batch_sharding(mesh, np.ndim(batch[k]))) for k in keys}
+    put = distributed.put_local if host_rows else distributed.put_replicated_input
+    return {k: put(batch[k], batch_sharding(mesh, np.ndim(batch[k]))) for k in keys}

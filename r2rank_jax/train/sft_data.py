@@ -30,8 +30,10 @@ By default every response must parse (`answers.parse_decision`) to the decision 
 - ``labels`` `[B]` int32, ``example_mask`` `[B]` bool (False on padding rows of a short last batch),
   ``prompt_lengths``/``response_lengths`` `[B]` int32, ``user_ids``/``candidates`` `[B]` str.
 
-Order of operations on a `grain.MapDataset` (every batch is a pure function of its index): host
-shard -> shuffle(seed, reseeded per epoch) -> batch + pad -> repeat(num_epochs). The iterator's
+Order of operations on a `grain.MapDataset` (every batch is a pure function of its index):
+shuffle(seed, reseeded per epoch) -> batch + pad (with ``shard_count`` n > 1: collate the global batch
+of ``batch_size * n`` examples, so its buckets, and keep host ``shard_index``'s ``batch_size`` rows,
+`host_shard.HostSlice`) -> repeat(num_epochs). The iterator's
 ``get_state()``/``set_state()`` resumes exactly. Packing several examples into one row is **not
 done**: the decoder masks attention by positions only (key visible iff 0 <= pos(key) <= pos(query)),
 so packed examples would see each other without a segment-id rule in the attention.
@@ -50,6 +52,7 @@ import numpy as np
 
 from r2rank_jax.data.answers import parse_decision
 from r2rank_jax.data.errors import DataError
+from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.data.textio import iter_lines
 
@@ -256,15 +259,16 @@ def make_dataset(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: 
     """The batched `grain.MapDataset` (index = global batch number, epochs included)."""
     examples = fit_examples(examples, config)
     ds = grain.MapDataset.source(examples)
-    if config.shard_count > 1:
-        ds = ds[config.shard_index::config.shard_count]
-    if len(ds) < config.batch_size and config.drop_remainder:
-        raise ValueError(f"{len(ds)} SFT examples on this shard, fewer than batch_size={config.batch_size}, "
-                         "and drop_remainder is on: no batch at all")
+    if len(ds) < config.batch_size * config.shard_count and config.drop_remainder:
+        raise ValueError(f"{len(ds)} SFT examples, fewer than batch_size={config.batch_size} x {config.shard_count} "
+                         "host shard(s), and drop_remainder is on: no batch at all")
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
-    collate = Collate(config.batch_size, config.prompt_buckets, config.response_buckets, pad_id)
-    ds = ds.batch(config.batch_size, drop_remainder=config.drop_remainder, batch_fn=collate)
+    global_batch = config.batch_size * config.shard_count
+    batch_fn = collate = Collate(global_batch, config.prompt_buckets, config.response_buckets, pad_id)
+    if config.shard_count > 1:
+        batch_fn = HostSlice(collate, global_batch, config.shard_index, config.shard_count)
+    ds = ds.batch(global_batch, drop_remainder=config.drop_remainder, batch_fn=batch_fn)
     return ds.repeat(config.num_epochs)
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from r2rank_jax import distributed
 from r2rank_jax.data.prompt_text import ANSWER_CLOSE, ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.sft import make_sequence_logprobs, put_batch
@@ -68,10 +68,10 @@ def make_sft_eval(static: Static, examples: Sequence[SFTExample], tokenizer: Any
     def run(llm, exs, p_buckets, r_buckets) -> tuple[np.ndarray, np.ndarray]:
         sums, counts = [], []
         for batch in _batches(exs, batch_size, p_buckets, r_buckets, pad_id):
-            s, c = seq_logprobs(llm, put_batch(batch, mesh))
+            s, c = seq_logprobs(llm, put_batch(batch, mesh, host_rows=False))   # every host: the whole batch
             n = int(batch["example_mask"].sum())
-            sums.append(np.asarray(jax.device_get(s))[:n])
-            counts.append(np.asarray(jax.device_get(c))[:n])
+            sums.append(distributed.to_host(s)[:n])
+            counts.append(distributed.to_host(c)[:n])
         return np.concatenate(sums), np.concatenate(counts)
 
     def eval_fn(state: TrainState) -> dict[str, float]:

@@ -8,7 +8,8 @@ Writes ``WORKDIR/sft_config.json`` (the resolved arguments), ``WORKDIR/metrics.j
 ``WORKDIR/tensorboard/`` and ``WORKDIR/checkpoints/<step>/`` (`checkpoint`). ``--model_config`` is a
 JSON object of `ModelConfig` fields (random initialization, for tests and demos). ``--resume``
 continues from the latest checkpoint (a fresh start when there is none; without it, existing
-checkpoints are an error). SIGTERM saves a checkpoint and exits 0; input and checkpoint errors
+checkpoints are an error). Multi-host: the same environment as `r2rank_jax.launch` (docs/multihost.md);
+``--batch_size`` is the global batch. SIGTERM saves a checkpoint and exits 0; input and checkpoint errors
 exit 2. The corpus format is `sft_data`'s.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import jax
 from flax import nnx
 
+from r2rank_jax import distributed
 from r2rank_jax.models.decoder import Decoder
 from r2rank_jax.models.head import ScoringHead
 from r2rank_jax.train import sft_data
@@ -116,9 +118,12 @@ def build(args: argparse.Namespace, step_fn: Any = None) -> Setup:
     from r2rank_jax.train.sft_eval import make_sft_eval
 
     workdir = pathlib.Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "sft_config.json").write_text(json.dumps(vars(args), indent=1, default=list) + "\n")
+    if distributed.is_primary():
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "sft_config.json").write_text(json.dumps(vars(args), indent=1, default=list) + "\n")
     mesh = None if args.mesh == "none" else make_mesh(args.mesh)
+    if mesh is None and jax.process_count() > 1:
+        raise SystemExit(f"error: {distributed.describe()}: a multi-host run needs --mesh over every process's devices")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = build_model(args, mesh)
     if len(tokenizer) > model.config.vocab_size:
@@ -132,8 +137,10 @@ def build(args: argparse.Namespace, step_fn: Any = None) -> Setup:
     if step_fn is None:
         step_fn = make_sft_step(static, SFTConfig(args.microbatches, args.logit_chunk), learning_rate_schedule(opt),
                                 state_shardings(state), mesh)
-    data_cfg = sft_data.SFTDataConfig(batch_size=args.batch_size, prompt_buckets=args.prompt_buckets,
-                                      response_buckets=args.response_buckets, seed=args.seed)
+    shard_index, shard_count = distributed.host_batch_shard(mesh)   # multi-host: this host's block of each batch
+    data_cfg = sft_data.SFTDataConfig(batch_size=distributed.host_batch_size(args.batch_size, mesh, "--batch_size"),
+                                      prompt_buckets=args.prompt_buckets, response_buckets=args.response_buckets,
+                                      seed=args.seed, shard_index=shard_index, shard_count=shard_count)
     examples = sft_data.load_corpus(args.corpus, tokenizer)
     data_iter = sft_data.make_iterator(examples, data_cfg, tokenizer.pad_token_id)
     eval_fn = None
@@ -166,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     from r2rank_jax.data.errors import DataError
     from r2rank_jax.models.safetensors_io import CheckpointError
 
+    args = parse_args(argv)
+    distributed.initialize(distributed.settings_from_env())
     try:
-        summary = execute(build(parse_args(argv)))
+        summary = execute(build(args))
     except (DataError, CheckpointError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from r2rank_jax.distributed import put_same_value
 from r2rank_jax.mesh import param_shardings
 from r2rank_jax.models.lora import LoRAParam
 
@@ -62,20 +63,20 @@ def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_t
     optimizers (for a model with LoRA adapters, `llm_tx` sees the adapters only)."""
     llm_def, llm = nnx.split(model)
     head_def, head_params = nnx.split(head)
-    if mesh is not None:
-        llm = jax.device_put(llm, param_shardings(llm, mesh))
-        head_params = jax.device_put(head_params, param_shardings(head_params, mesh, prefix="head"))
-        key = jax.device_put(key, NamedSharding(mesh, P()))
+    if mesh is not None:   # (multi-host: every process holds the same values; `put_same_value`)
+        llm = put_same_value(llm, param_shardings(llm, mesh))
+        head_params = put_same_value(head_params, param_shardings(head_params, mesh, prefix="head"))
+        key = put_same_value(key, NamedSharding(mesh, P()))
     static = Static(llm_def, head_def, llm_tx, head_tx, LoRAParam if model.config.lora.enabled else None)
     init = jax.jit(lambda llm, head: (llm_tx.init(static.split_llm(llm)[0]), head_tx.init(head)))
     llm_opt, head_opt = init(llm, head_params)
     step = jnp.zeros((), jnp.int32)
     if mesh is not None:
-        step = jax.device_put(step, NamedSharding(mesh, P()))
+        step = put_same_value(step, NamedSharding(mesh, P()))
         # Optimizer leaves built from no parameter (e.g. Adam's step count) land on one device; replicate
         # them over the mesh so that the whole state lives on it.
         on_mesh = lambda x: x if isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh \
-            else jax.device_put(x, NamedSharding(mesh, P()))  # noqa: E731
+            else put_same_value(x, NamedSharding(mesh, P()))  # noqa: E731
         llm_opt, head_opt = jax.tree.map(on_mesh, (llm_opt, head_opt))
     return static, TrainState(step=step, llm=llm, head=head_params, llm_opt=llm_opt, head_opt=head_opt, key=key)
 
