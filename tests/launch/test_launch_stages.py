@@ -45,3 +45,16 @@ def test_all_stages_write_metrics_checkpoints_and_results(debug_run):
     assert {"r2rank", "sft_only", "zero_shot_pointwise", "random", "popularity"} <= set(results["methods"])
     assert all(0.0 <= m["ndcg@10"] <= 1.0 for m in results["methods"].values())
     assert (tmp_path / "eval" / "results.md").read_text().startswith("# Results")
+
+
+@pytest.mark.slow
+def test_rerun_with_the_same_seed_gives_the_same_numbers(debug_run, tmp_path):
+    """A second `all` run of the same config in a fresh workdir: identical per-user scores and results."""
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.steps=2", "all"]) == 0
+    first = json.loads((debug_run / "eval" / "results.json").read_text())
+    second = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert first["methods"] == second["methods"]
+    names = sorted(p.name for p in (debug_run / "eval" / "scores").glob("*.jsonl"))
+    assert names == sorted(p.name for p in (tmp_path / "eval" / "scores").glob("*.jsonl")) and "r2rank.jsonl" in names
+    for name in names:
+        assert (debug_run / "eval" / "scores" / name).read_bytes() == (tmp_path / "eval" / "scores" / name).read_bytes()
