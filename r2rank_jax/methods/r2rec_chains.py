@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, order=True)
 class Chain:
     user: str          # u, the target user
     item: str          # i ∈ H(u) ∩ H(v)

@@ -78,4 +78,5 @@ def group_advantages(rewards: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         raise ValueError(f"rewards must be [U, G], got shape {rewards.shape}")
     mean = rewards.mean(axis=1, keepdims=True)
     std = rewards.std(axis=1, keepdims=True)
-    return np.where(std > 0, (rewards - mean) / (std + eps), 0.0)
+    centered = rewards - mean
+    return np.divide(centered, std + eps, out=np.zeros_like(centered), where=std > 0)
