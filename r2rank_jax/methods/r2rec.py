@@ -44,6 +44,7 @@ from r2rank_jax.train.state import create_train_state, state_shardings
 
 METHOD = "r2rec"
 CORPUS = "r2rec_corpus.jsonl"
+LEDGER = "r2rec_ledger.jsonl"   # per user: the teacher's outputs and the verdict
 SCORE_BATCH = 8
 
 
@@ -127,6 +128,7 @@ def synthesize(cfg: ExperimentConfig, wd: Workdir) -> dict:
         teacher.close()
     wd.teacher.mkdir(parents=True, exist_ok=True)
     write_jsonl(wd.teacher / CORPUS, traces)
+    write_jsonl(wd.teacher / LEDGER, stats.log.values())
     with_chains = sum(bool(p.chains) for p in prompts)
     summary = {"stage": "synthesize", "method": METHOD, "corpus": str(wd.teacher / CORPUS), "teacher": teacher.name,
                "users_with_chains": with_chains, **stats.as_dict()}
@@ -215,7 +217,13 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
     records = common.source(wd, "train").records
     k = max(len(rec.candidates) for rec in records)
     budget = prompt_budget(cfg, k, model.config.max_position_embeddings)
-    prompts = user_prompts(cfg, builder(cfg, tok, wd), graph(cfg, wd), records, budget)
+    b, chain_graph, built = builder(cfg, tok, wd), graph(cfg, wd), {}
+
+    def prompt_of(u: int) -> r2rec_prompts.R2RecPrompt:    # built when first drawn: 40k users take minutes
+        if u not in built:
+            built[u] = user_prompts(cfg, b, chain_graph, [records[u]], budget)[0]
+        return built[u]
+
     sampler = make_sampler(model, tok, x.max_new_tokens, budget)
     step_fn = make_grpo_step(static, x.clip_eps, state_shardings(state) if mesh else None, mesh)
     weights = RewardWeights(x.step_weight, x.rank_weight)
@@ -225,7 +233,7 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
                                tok.pad_token_id or 0)
 
     def rl_step(state, users: np.ndarray):
-        batch_prompts = [prompts[int(u)] for u in users for _ in range(g)]
+        batch_prompts = [prompt_of(int(u)) for u in users for _ in range(g)]
         key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2), int(jax.device_get(state.step)))
         out = sampler.generate([list(p.ids) for p in batch_prompts],
                                SamplingParams.make(len(batch_prompts), temperature=r.temperature), key, state=state.llm)
@@ -246,7 +254,7 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
     with common.logger(wd, "rl", r.steps) as logger, common.checkpointer(wd.rl, model, head, None) as ckpt:
         result = run_loop(LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every)),
                                      save_every=r.checkpoint_every, resume=resume),
-                          state, rl_step, UserCycle(len(prompts), r.batch_users, cfg.seed), logger=logger,
+                          state, rl_step, UserCycle(len(records), r.batch_users, cfg.seed), logger=logger,
                           checkpointer=ckpt, stage="rl")
     return _emit({"stage": "rl", "method": METHOD, "step": result.step, "preempted": result.preempted,
                   "last": {key_: to_python(v) for key_, v in result.last_metrics.items()}})

@@ -148,9 +148,12 @@ class TraceStats:
     failed_request: int = 0
     no_steps: int = 0
     rejected_level: dict = dataclasses.field(default_factory=lambda: {lv: 0 for lv in LEVELS})
+    # per user: the teacher's outputs and the verdict (the ledger; not in as_dict)
+    log: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        d.pop("log")
         d["rejected_level"] = {str(k): v for k, v in self.rejected_level.items()}
         d["acceptance"] = self.accepted / max(self.users, 1)
         return d
@@ -174,12 +177,15 @@ def progressive_traces(teacher: Teacher, items: Sequence[tuple[R2RecPrompt, Chai
                    [pr.message + HINT.format(p=pr.positive_index + 1, title=titles[p.candidate]) for pr, p in items])
     alive = []
     for (pr, pair), text in zip(items, written):
+        stats.log[pr.user_id] = {"user_id": pr.user_id, "positive": pr.positive_index + 1, "write": text, "verify": {}}
         if text is None:
             stats.failed_request += 1
+            stats.log[pr.user_id]["verdict"] = "failed_request"
             continue
         steps = tuple(reasoning_steps(text))
         if not steps:
             stats.no_steps += 1
+            stats.log[pr.user_id]["verdict"] = "no_steps"
             continue
         alive.append((pr, pair, steps))
     final: dict[str, str] = {}
@@ -193,11 +199,14 @@ def progressive_traces(teacher: Teacher, items: Sequence[tuple[R2RecPrompt, Chai
         for (pr, pair, steps), answer in zip(alive, answers):
             k = len(pair.record.candidates)
             ranked = parse_listwise(answer or "", k).ranked
+            stats.log[pr.user_id]["verify"][str(level)] = answer
             if ranked and ranked[0] == pr.positive_index:
                 kept.append((pr, pair, steps))
                 final[pr.user_id] = ranking_text([j + 1 for j in ranked])
+                stats.log[pr.user_id]["verdict"] = "accepted"
             else:
                 stats.rejected_level[level] += 1
+                stats.log[pr.user_id]["verdict"] = f"rejected_level_{level}"
         alive = kept
     traces = [{"user_id": pr.user_id, "candidate": pair.candidate, "label": 1, "prompt_ids": list(pr.ids),
                "response": "\n".join(steps) + "\n" + final[pr.user_id], "steps": len(steps),

@@ -141,6 +141,8 @@ def test_progressive_masking_rejects_steps_that_only_name_the_answer():
     traces, stats = progressive_traces(teacher, items, titles)
     # level 1 (hint removed, steps as written) leads to [3]; level 2 masks "[3]" → the stub answers 1
     assert traces == [] and stats.rejected_level == {1: 0, 2: 1}
+    assert stats.log["u0"]["verdict"] == "rejected_level_2" and stats.log["u0"]["verify"] == {
+        "1": "<answer>3 > 2</answer>", "2": "<answer>1 > 2</answer>"}
     assert [stage for stage, _ in teacher.calls] == ["write", "verify", "verify"]
     write, level1, level2 = (m for _, m in teacher.calls)
     assert "[3]" in write and "Title Z" in write and "Hint" not in level1 and "[MASK]" in level2
