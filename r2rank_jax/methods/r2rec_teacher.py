@@ -106,8 +106,9 @@ class ScriptedChainTeacher:
             for h, item in list(enumerate(pair.items, start=1))[-self.max_steps:]:
                 steps.append(f"Step {len(steps) + 1}: H{h} is {self._describe(item)}.")
         cand = cands[target]
+        cites = ", ".join(re.findall(r"\b[CH]\d+\b", " ".join(s.split(":", 1)[1] for s in steps)))
         steps.append(f"Step {len(steps) + 1}: candidate [{target + 1}] is {self._describe(cand)}, which fits "
-                     "the tastes above.")
+                     f"the tastes in {cites or 'the liked items'}.")
         pref = self._preference(pair)
         order = [target] + [k for k in np.argsort(-pref, kind="stable") if k != target]
         return "\n".join(steps) + "\n" + ranking_text([k + 1 for k in order])

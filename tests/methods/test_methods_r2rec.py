@@ -167,7 +167,8 @@ def test_scripted_chain_teacher_keeps_traces_whose_masked_steps_lead_to_the_answ
     assert stats.accepted == 1
     response = traces[0]["response"]
     assert response.startswith("Step 1: C1") and response.endswith("<answer>3 > 2 > 1</answer>")  # z (3 claims), y (PC), x
-    assert "Step 2: candidate [3] is a Racing game on PC by B1" in response
+    assert "Step 2: candidate [3] is a Racing game on PC by B1, which fits the tastes in C1." in response
+    assert step_reward(response, num_chains=1, num_items=2) == 1.0
     # a teacher arguing for another candidate (noise 1) is caught at level 1
     _, stats = progressive_traces(ScriptedChainTeacher(attrs, titles, noise=1.0), [(prompt, pair)], titles)
     assert stats.accepted == 0 and stats.rejected_level[1] == 1
