@@ -291,7 +291,8 @@ def score(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh, source, records) -
     wd.eval.mkdir(parents=True, exist_ok=True)
     (wd.eval / "scores").mkdir(exist_ok=True)
     write_jsonl(wd.eval / "scores" / f"{METHOD}.outputs.jsonl",
-                ({"user_id": rec.user_id, "chains": len(p.chains), "text": t} for rec, p, t in zip(records, prompts, texts)))
+                ({"user_id": rec.user_id, "chains": len(p.chains), "text": t}
+                 for rec, p, t in zip(records, prompts, texts)))
     extra = {"parse": stats.as_dict(), "model": loaded, "mean_step_reward": float(np.mean(steps)),
              "users_with_chains": int(sum(bool(p.chains) for p in prompts))}
     return np.stack(rows), extra

@@ -1,6 +1,7 @@
 """R2Rec (issue 9 item 4): the interaction-chain sampler against brute-force enumeration, the rewards
 and group advantages against hand-computed values, the GRPO loss against a direct computation, and
 the progressive masked prompting filter with stub teachers."""
+import dataclasses
 import itertools
 
 import jax.numpy as jnp
@@ -146,7 +147,8 @@ def test_progressive_masking_rejects_steps_that_only_name_the_answer():
     assert [stage for stage, _ in teacher.calls] == ["write", "verify", "verify"]
     write, level1, level2 = (m for _, m in teacher.calls)
     assert "[3]" in write and "Title Z" in write and "Hint" not in level1 and "[MASK]" in level2
-    assert mask_answer(["candidate [3] \"Title Z\" beats [13]"], 3, "Title Z") == ('candidate [MASK] "[MASK]" beats [13]',)
+    masked = mask_answer(["candidate [3] \"Title Z\" beats [13]"], 3, "Title Z")
+    assert masked == ('candidate [MASK] "[MASK]" beats [13]',)
     _, stats = progressive_traces(StubTeacher(write_steps=False), items, titles)
     assert stats.no_steps == 1 and stats.accepted == 0
 
@@ -154,19 +156,19 @@ def test_progressive_masking_rejects_steps_that_only_name_the_answer():
 def test_scripted_chain_teacher_keeps_traces_whose_masked_steps_lead_to_the_answer():
     from r2rank_jax.methods.r2rec_teacher import ScriptedChainTeacher
 
-    attrs = {"a": dict(genre="Racing", platform="PC", brand="B1"), "b": dict(genre="Racing", platform="PS4", brand="B2"),
-             "x": dict(genre="Sports", platform="PS4", brand="B2"), "y": dict(genre="Puzzle", platform="PC", brand="B3"),
-             "z": dict(genre="Racing", platform="PC", brand="B1")}
+    attr = lambda g, p, b: dict(genre=g, platform=p, brand=b)  # noqa: E731
+    attrs = {"a": attr("Racing", "PC", "B1"), "b": attr("Racing", "PS4", "B2"), "x": attr("Sports", "PS4", "B2"),
+             "y": attr("Puzzle", "PC", "B3"), "z": attr("Racing", "PC", "B1")}
     items, titles = _items()
     chain = Chain("u0", "a", "u9", "b")
     prompt, pair = items[0]
-    import dataclasses
     pair = dataclasses.replace(pair, chains=(chain,))
     prompt = dataclasses.replace(prompt, chains=(chain,))
     traces, stats = progressive_traces(ScriptedChainTeacher(attrs, titles, noise=0.0), [(prompt, pair)], titles)
     assert stats.accepted == 1
     response = traces[0]["response"]
-    assert response.startswith("Step 1: C1") and response.endswith("<answer>3 > 2 > 1</answer>")  # z (3 claims), y (PC), x
+    # ranked on the claimed attributes: z (all three), y (PC), x (none)
+    assert response.startswith("Step 1: C1") and response.endswith("<answer>3 > 2 > 1</answer>")
     assert "Step 2: candidate [3] is a Racing game on PC by B1, which fits the tastes in C1." in response
     assert step_reward(response, num_chains=1, num_items=2) == 1.0
     # a teacher arguing for another candidate (noise 1) is caught at level 1
