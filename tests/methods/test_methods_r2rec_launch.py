@@ -21,6 +21,8 @@ def test_r2rec_all_writes_scores_and_joins_an_r2rank_table(tmp_path):
                         "--config.eval.baselines=", *TINY, f"--workdir={run}", "all"]) == 0
     stats = json.loads((run / "teacher" / "r2rec_stats.json").read_text())
     assert stats["users"] == 24 and 0 < stats["accepted"] <= 24
+    ledger = [json.loads(line) for line in (run / "teacher" / "r2rec_ledger.jsonl").read_text().splitlines()]
+    assert len(ledger) == 24 and sum(e["verdict"] == "accepted" for e in ledger) == stats["accepted"]
     assert (run / "sft" / "checkpoints" / "2").is_dir() and (run / "rl" / "checkpoints" / "1").is_dir()
     test = [json.loads(line) for line in (run / "data" / "benchmark" / "test.jsonl").read_text().splitlines()][:4]
     rows = [json.loads(line) for line in (run / "eval" / "scores" / "r2rec.jsonl").read_text().splitlines()]
