@@ -146,6 +146,23 @@ class EvalSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class R2RecSpec:
+    """R2Rec interaction-of-thought baseline (r2rank_jax.methods.r2rec); sft/rl steps, optimizers and
+    batch sizes come from `sft` and `rl` (rl.batch_users users x group_size outputs per RL step)."""
+    chains_per_user: int = 4             # N interaction chains sampled per user (u -> i -> v -> j -> u)
+    max_item_users: int = 0              # cap on each item's user list in the chain graph (0: none, exact)
+    recent_items: int = 10               # liked items shown in the prompt (the latest)
+    max_prompt_tokens: int = 0           # 0: the listwise budget (prefix bucket + K suffix buckets)
+    max_new_tokens: int = 128            # reasoning steps + ranking, in RL rollouts and at eval
+    teacher_users: int = 0               # train users sent to the teacher (0: all)
+    group_size: int = 4                  # G outputs per user in GRPO
+    step_weight: float = 1.0             # reward = step_weight * r_step + rank_weight * r_rank
+    rank_weight: float = 2.0
+    clip_eps: float = 0.2
+    response_buckets: tuple[int, ...] = (64, 128, 256)
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     method: str = "r2rank"               # what the run trains: "r2rank" or a baseline of r2rank_jax.methods
@@ -157,6 +174,7 @@ class ExperimentConfig:
     sft: SFTSpec = SFTSpec()
     rl: RLSpec = RLSpec()
     eval: EvalSpec = EvalSpec()
+    r2rec: R2RecSpec = R2RecSpec()
 
     def __post_init__(self):
         from r2rank_jax import methods

@@ -21,7 +21,9 @@ from types import ModuleType
 
 R2RANK = "r2rank"
 # method name -> module implementing its stages
-BASELINES: dict[str, str] = {}
+BASELINES: dict[str, str] = {
+    "r2rec": "r2rank_jax.methods.r2rec",
+}
 
 
 def known() -> tuple[str, ...]:
