@@ -16,8 +16,8 @@ def get_config() -> ExperimentConfig:
         sft=SFTSpec(steps=300, batch_size=8, response_buckets=(80,),
                     optim=OptimSpec(learning_rate=3e-3, warmup_steps=10, decay_steps=290),
                     eval_every=100, checkpoint_every=100),
-        rl=RLSpec(steps=60, batch_users=2, max_new_tokens=80, temperature=1.0, num_rankings=4, baseline="mean",
-                  advantage="item", llm_optim=OptimSpec(learning_rate=1e-4), head_optim=OptimSpec(learning_rate=3e-3),
-                  eval_every=20, eval_users=32, patience=3, checkpoint_every=20),
+        rl=RLSpec(steps=150, batch_users=2, max_new_tokens=80, temperature=1.0, num_rankings=32, baseline="mean",
+                  advantage="item", llm_optim=OptimSpec(learning_rate=3e-5), head_optim=OptimSpec(learning_rate=1e-2),
+                  eval_every=50, eval_users=32, patience=2, checkpoint_every=50),
         eval=EvalSpec(split="test", max_users=60, max_new_tokens=80, baselines=("random", "popularity")),
     )
