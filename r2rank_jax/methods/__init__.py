@@ -21,7 +21,7 @@ from types import ModuleType
 
 R2RANK = "r2rank"
 # method name -> module implementing its stages
-BASELINES: dict[str, str] = {}
+BASELINES: dict[str, str] = {"r2ec": "r2rank_jax.methods.r2ec"}
 
 
 def known() -> tuple[str, ...]:
