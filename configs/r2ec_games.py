@@ -13,7 +13,7 @@ from r2rank_jax.config import ExperimentConfig, OptimSpec, R2ECSpec, load_config
 def get_config() -> ExperimentConfig:
     base = load_config_file(pathlib.Path(__file__).with_name("smollm2_games.py"))
     r2ec = R2ECSpec(steps=30, batch_users=1, group_size=4, max_new_tokens=96, temperature=1.0,
-                    optim=OptimSpec(learning_rate=1e-5), item_tokens=64, eval_every=10, eval_users=16,
+                    optim=OptimSpec(learning_rate=1e-5), item_tokens=96, eval_every=10, eval_users=16,
                     checkpoint_every=10)
     return dataclasses.replace(base, name="r2ec_games", method="r2ec", r2ec=r2ec,
                                eval=dataclasses.replace(base.eval, methods=("r2ec",), baselines=(), reference="r2ec"))

@@ -46,6 +46,17 @@ def item_hidden(model: Decoder, tokens: jax.Array, positions: jax.Array) -> jax.
     return out.reshape(*lead, out.shape[-1])
 
 
+def group_scores(model: Decoder, batch: R2ecBatch, tau: float) -> tuple[jax.Array, jax.Array]:
+    """(head scores `[U, G, K]` of each reasoning over the user's candidates, the teacher-forced hidden
+    states of the continuations `[U * G, 1 + R, D]`). User embedding: the hidden state at the
+    reasoning's last token; item embedding: the item prompt's last token."""
+    u, g, _ = batch.seq.response_mask.shape
+    hidden = continuation_hidden(model, batch.seq)
+    user_h = decision_hidden(hidden, batch.seq).reshape(u, g, -1)
+    items = item_hidden(model, batch.item_tokens, batch.item_positions)              # [U, K, D]
+    return L.head_scores(user_h, jnp.broadcast_to(items[:, None], (u, g) + items.shape[1:]), tau), hidden
+
+
 def rollout(sampler: Sampler, llm_state, batch: dict, temperature: float, key: jax.Array
             ) -> tuple[R2ecBatch, jax.Array]:
     """G reasonings per user from the current policy → (R2ecBatch with the rollout's log-probs, lengths `[U, G]`)."""
@@ -66,12 +77,9 @@ def make_train_step(static: Static, spec: R2ECSpec, state_sharding=None, mesh=No
         model = nnx.merge(static.llm_def, static.merge_llm(trained, frozen))
         seq = batch.seq
         u, g, r = seq.response_mask.shape
-        hidden = continuation_hidden(model, seq)                                     # [U*G, 1+R, D]
+        scores, hidden = group_scores(model, batch, spec.tau)
         h_in, targets = rationale_inputs(hidden, seq)
         new_logp, entropy = token_logprobs(model, h_in, targets, spec.temperature, logit_chunk)
-        user_h = decision_hidden(hidden, seq).reshape(u, g, -1)
-        items = item_hidden(model, batch.item_tokens, batch.item_positions)          # [U, K, D]
-        scores = L.head_scores(user_h, jnp.broadcast_to(items[:, None], (u, g) + items.shape[1:]), spec.tau)
         reward, ndcg, prob = L.fused_reward(jax.lax.stop_gradient(scores), batch.target, batch.cand_mask,
                                             spec.ndcg_k, spec.softmax_weight)
         adv = L.group_advantages(reward)
