@@ -160,6 +160,40 @@ class R2RecSpec:
     rank_weight: float = 2.0
     clip_eps: float = 0.2
     response_buckets: tuple[int, ...] = (64, 128, 256)
+class R2ECSpec:
+    """R²ec trained with RecPO (method "r2ec", r2rank_jax/methods/r2ec.py; docs/baselines_llm.md).
+
+    One reasoning per user (user-only prompt); the head scores candidate k as
+    cos(h_user, h_item_k) / tau (last-token hidden states of the same LLM). RecPO: `group_size`
+    rollouts per user, reward (1 - softmax_weight)·NDCG@ndcg_k + softmax_weight·p(target),
+    z-scored advantages within the group, asymmetric clipping [1 - eps_low, 1 + eps_high], the item
+    loss on each group's best trajectory, no KL. `lora` replaces model.lora for this method
+    (rank 0: full fine-tuning)."""
+    steps: int = 100
+    batch_users: int = 2
+    group_size: int = 4
+    max_new_tokens: int = 128            # reasoning length
+    temperature: float = 1.0             # rollout temperature (log-probs are of the scaled distribution)
+    tau: float = 0.02
+    ndcg_k: int = 10
+    softmax_weight: float = 0.05
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    item_loss: str = "advantage"         # "advantage": A_best·CE (RRec's code), "ce": plain CE, "none"
+    item_tokens: int = 64                # item prompts are left padded to this many tokens
+    lora: LoRASpec = R2EC_LORA
+    optim: OptimSpec = OptimSpec(learning_rate=1e-5)
+    eval_every: int = 25
+    eval_users: int = 64
+    checkpoint_every: int = 25
+
+    def __post_init__(self):
+        if self.group_size < 2:
+            raise ConfigError(f"r2ec.group_size must be >= 2 (group-relative advantages), got {self.group_size}")
+        if self.item_loss not in ("advantage", "ce", "none"):
+            raise ConfigError(f"r2ec.item_loss must be 'advantage', 'ce' or 'none', got {self.item_loss!r}")
+        if self.tau <= 0 or not 0 <= self.softmax_weight <= 1:
+            raise ConfigError(f"r2ec: need tau > 0 and 0 <= softmax_weight <= 1, got {self.tau}, {self.softmax_weight}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +209,7 @@ class ExperimentConfig:
     rl: RLSpec = RLSpec()
     eval: EvalSpec = EvalSpec()
     r2rec: R2RecSpec = R2RecSpec()
+    r2ec: R2ECSpec = R2ECSpec()
 
     def __post_init__(self):
         from r2rank_jax import methods

@@ -22,6 +22,7 @@ from types import ModuleType
 R2RANK = "r2rank"
 # method name -> module implementing its stages
 BASELINES: dict[str, str] = {
+    "r2ec": "r2rank_jax.methods.r2ec",
     "r2rec": "r2rank_jax.methods.r2rec",
 }
 
