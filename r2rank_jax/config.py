@@ -160,6 +160,9 @@ class R2RecSpec:
     rank_weight: float = 2.0
     clip_eps: float = 0.2
     response_buckets: tuple[int, ...] = (64, 128, 256)
+
+
+@dataclasses.dataclass(frozen=True)
 class R2ECSpec:
     """R²ec trained with RecPO (method "r2ec", r2rank_jax/methods/r2ec.py; docs/baselines_llm.md).
 
