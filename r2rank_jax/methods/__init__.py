@@ -21,7 +21,10 @@ from types import ModuleType
 
 R2RANK = "r2rank"
 # method name -> module implementing its stages
-BASELINES: dict[str, str] = {}
+BASELINES: dict[str, str] = {
+    "prompt4nr": "r2rank_jax.methods.prompt4nr",
+    "tallrec": "r2rank_jax.methods.tallrec",
+}
 
 
 def known() -> tuple[str, ...]:
