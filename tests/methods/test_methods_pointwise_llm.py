@@ -86,7 +86,8 @@ def test_scores_match_a_direct_softmax_of_the_full_sequence(world, name):
         else:
             p = {w: math.exp(logp[i]) for w, i in word_id.items()}
             want = sum(p[w] for w in rel) / sum(p.values())
-        np.testing.assert_allclose(got.scores[u, k], want, rtol=2e-4, atol=2e-5, err_msg=f"{name} user {u} candidate {k}")
+        np.testing.assert_allclose(got.scores[u, k], want, rtol=2e-4, atol=2e-5,
+                                   err_msg=f"{name} user {u} candidate {k}")
     assert np.ptp(got.scores[0]) > 1e-3  # the candidates are actually told apart
 
 
