@@ -200,6 +200,35 @@ class R2ECSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class PointwiseLLMSpec:
+    """The pointwise fine-tuned LLM baselines (r2rank_jax.methods.pointwise_llm): TALLRec and Prompt4NR.
+
+    Training pairs come from the train split's saved candidate lists: per user the positive (label 1)
+    and `negatives_per_positive` candidates drawn from its other candidates (label 0). `batch_size`
+    counts pairs. LoRA: `lora` unless `model.lora.rank > 0` overrides it (rank 0 = full fine-tuning).
+    Answer words: the first token of each (as it follows the assistant header) is read at the answer
+    position; TALLRec uses the first word of each class, Prompt4NR all of them."""
+    steps: int = 100
+    batch_size: int = 8
+    negatives_per_positive: int = 1
+    optim: OptimSpec = OptimSpec(learning_rate=1e-4)
+    lora: LoRASpec = LoRASpec()
+    relevant_words: tuple[str, ...] = ("Yes",)
+    irrelevant_words: tuple[str, ...] = ("No",)
+    eval_every: int = 50                 # validation NDCG@10 on `eval_users` valid users (best checkpoint kept)
+    eval_users: int = 32
+    checkpoint_every: int = 50
+
+
+# TALLRec (Bao et al. 2023): LoRA r=8, alpha=16 on q,v; lr 1e-4; one negative per positive.
+TALLREC = PointwiseLLMSpec(lora=LoRASpec(rank=8, alpha=16.0, targets=("q", "v")))
+# Prompt4NR (Zhang & Wang 2023): full fine-tuning, 4 negatives per positive (their npratio), a verbalizer
+# of several answer words per class.
+PROMPT4NR = PointwiseLLMSpec(negatives_per_positive=4, optim=OptimSpec(learning_rate=2e-5),
+                             relevant_words=("Yes", "yes"), irrelevant_words=("No", "no"))
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     method: str = "r2rank"               # what the run trains: "r2rank" or a baseline of r2rank_jax.methods
@@ -213,6 +242,8 @@ class ExperimentConfig:
     eval: EvalSpec = EvalSpec()
     r2rec: R2RecSpec = R2RecSpec()
     r2ec: R2ECSpec = R2ECSpec()
+    tallrec: PointwiseLLMSpec = TALLREC
+    prompt4nr: PointwiseLLMSpec = PROMPT4NR
 
     def __post_init__(self):
         from r2rank_jax import methods

@@ -24,6 +24,8 @@ R2RANK = "r2rank"
 BASELINES: dict[str, str] = {
     "r2ec": "r2rank_jax.methods.r2ec",
     "r2rec": "r2rank_jax.methods.r2rec",
+    "prompt4nr": "r2rank_jax.methods.prompt4nr",
+    "tallrec": "r2rank_jax.methods.tallrec",
 }
 
 

@@ -13,7 +13,9 @@ LLM methods (`eval.methods`, greedy decoding throughout):
   verbalizer score right after ``<answer>`` (the paper's zero-shot pointwise baseline, P(Recommend)).
 
 The prompts of `r2rank` and `sft_only` are the run's `data.prompt_variant`. A method whose
-checkpoint does not exist (e.g. `sft_only` with `sft.steps=0`) is skipped with a note.
+checkpoint does not exist (e.g. `sft_only` with `sft.steps=0`) is skipped with a note. A baseline run
+(`method` other than r2rank, `r2rank_jax.methods`) always scores its own method; `r2rank` and
+`sft_only` need R2Rank checkpoints and are skipped there.
 
 Other runs (`eval.compare`, ``NAME=WORKDIR``; the ablations, see docs/ablations.md) join the table
 as NAME with their own r2rank scores, after `r2rank_jax.eval.compare` has checked that they were
@@ -117,6 +119,13 @@ def llm_methods(cfg: ExperimentConfig) -> dict:
     return out
 
 
+def run_methods(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """`eval.methods`, and in a baseline run its own method first (always scored)."""
+    if cfg.method == methods.R2RANK:
+        return cfg.eval.methods
+    return (cfg.method, *[m for m in cfg.eval.methods if m != cfg.method])
+
+
 def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathlib.Path) -> pathlib.Path:
     import importlib
 
@@ -133,7 +142,7 @@ def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathl
 def _check_config(cfg: ExperimentConfig) -> dict[str, pathlib.Path]:
     """The compare runs {NAME: WORKDIR}; unknown methods and bad entries raise ConfigError."""
     available = llm_methods(cfg)
-    unknown = [m for m in cfg.eval.methods if m not in available]
+    unknown = [m for m in cfg.eval.methods if m not in available and m not in R2RANK_CHECKPOINT_METHODS]
     if unknown:
         raise ConfigError(f"eval.methods: unknown method(s) {unknown} for a run of method {cfg.method!r}; "
                           f"known: {sorted(available)}")
@@ -158,7 +167,10 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
     extras: dict[str, dict] = {}
     skipped = []
     available = llm_methods(cfg)
-    for name in e.methods:
+    for name in run_methods(cfg):
+        if name not in available:          # an R2Rank checkpoint method in a baseline run
+            skipped.append(name)
+            continue
         out = available[name](cfg, wd, tok, mesh, source, records)
         if out is None:
             skipped.append(name)
