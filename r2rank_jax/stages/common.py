@@ -59,8 +59,9 @@ def restore_params(model, head, run_dir) -> int | None:
     ckpt_dir = run_dir / "checkpoints"
     if not ckpt_dir.is_dir():
         return None
-    with Checkpointer(CheckpointConfig(directory=str(ckpt_dir))) as ckpt:
-        step = ckpt.best_step() or ckpt.latest_step()
+    with Checkpointer.reopen(ckpt_dir) as ckpt:
+        step = ckpt.best_step()
+        step = ckpt.latest_step() if step is None else step
         if step is None:
             return None
         target = {"llm": nnx.split(model)[1], "head": nnx.split(head)[1]}

@@ -25,7 +25,7 @@ from r2rank_jax.models.decoder import Decoder
 from r2rank_jax.models.head import ScoringHead
 from r2rank_jax.models.hf_port import export_hf
 from r2rank_jax.models.safetensors_io import CheckpointError, write_safetensors
-from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, model_config_from_json, with_rule_shardings
+from r2rank_jax.train.checkpoint import Checkpointer, model_config_from_json, with_rule_shardings
 
 HEAD_FILE = "head.safetensors"
 
@@ -36,15 +36,11 @@ def export_checkpoint(checkpoint_dir: str | pathlib.Path, out_dir: str | pathlib
     ckpt_path = pathlib.Path(checkpoint_dir)
     if not ckpt_path.is_dir():
         raise CheckpointError(f"{ckpt_path}: checkpoint directory not found")
-    ckpt = Checkpointer(CheckpointConfig(str(ckpt_path)))
+    ckpt = Checkpointer.reopen(ckpt_path)
     try:
         if best:
-            retention = ckpt.read_metadata().get("retention") or {}
-            if not retention.get("best_metric"):
+            if not ckpt.config.best_metric:
                 raise CheckpointError(f"{ckpt_path}: the run tracked no best metric; pass --step or nothing (latest)")
-            ckpt.close()
-            ckpt = Checkpointer(CheckpointConfig(str(ckpt_path), best_metric=retention["best_metric"],
-                                                 best_mode=retention.get("best_mode", "min")))
             step = ckpt.best_step()
         meta = ckpt.read_metadata(step)
         source = f"{ckpt_path}/{step if step is not None else ckpt.latest_step()}/meta"

@@ -198,6 +198,19 @@ class Checkpointer:
                     "data": grain.checkpoint.CheckpointHandler(), "meta": ocp.handlers.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, item_handlers=handlers, options=options)
 
+    @classmethod
+    def reopen(cls, directory: str | pathlib.Path) -> "Checkpointer":
+        """An existing run's checkpointer with the retention it was written with (its best metric and
+        mode, from the latest checkpoint's metadata), so that `best_step` answers. For reading only."""
+        probe = cls(CheckpointConfig(str(directory)))
+        latest = probe.latest_step()
+        retention = (probe.read_metadata(latest).get("retention") or {}) if latest is not None else {}
+        if not retention.get("best_metric"):
+            return probe
+        probe.close()
+        return cls(CheckpointConfig(str(directory), best_metric=retention["best_metric"],
+                                    best_mode=retention.get("best_mode", "min")))
+
     # -- queries
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
