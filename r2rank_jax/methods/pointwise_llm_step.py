@@ -29,7 +29,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from r2rank_jax.train.sft import _split_micro
-from r2rank_jax.train.state import Static, TrainState, jit_step
+from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 
 NUM_CLASSES = 2  # 0 = relevant (the positive's class), 1 = irrelevant
 
@@ -96,12 +96,7 @@ def make_class_step(static: Static, word_ids: Sequence[int], word_class: Sequenc
 
         init = (jax.tree.map(jnp.zeros_like, trained), jnp.zeros(()), jnp.zeros((), jnp.int32))
         (grads, loss, correct), _ = jax.lax.scan(accumulate, init, _split_micro(batch, microbatches))
-        gnorm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, trained)
-        new = state.replace(step=state.step + 1, llm=static.merge_llm(optax.apply_updates(trained, updates), frozen),
-                            llm_opt=llm_opt)
-        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, grads, loss)
         metrics = {"loss": loss, "accuracy": correct / denom, "tokens": rows, "grad_norm": gnorm,
                    "skipped": (~ok).astype(jnp.int32)}
         if lr_schedule is not None:

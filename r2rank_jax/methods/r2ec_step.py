@@ -15,7 +15,6 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from r2rank_jax.config import R2ECSpec
@@ -25,7 +24,7 @@ from r2rank_jax.sampling.params import SamplingParams
 from r2rank_jax.sampling.sampler import Sampler
 from r2rank_jax.train.rl_batch import RLBatch, continuation_hidden, decision_hidden, rationale_inputs
 from r2rank_jax.train.rollout import prompt_lists, to_rl_batch
-from r2rank_jax.train.state import Static, TrainState, jit_step
+from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
 
 
@@ -106,12 +105,7 @@ def make_train_step(static: Static, spec: R2ECSpec, state_sharding=None, mesh=No
     def step(state: TrainState, batch: R2ecBatch):
         trained, frozen = static.split_llm(state.llm)
         (loss, stats), g = grads(trained, frozen, batch)
-        gnorm = optax.tree.norm(g)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        upd, llm_opt = static.llm_tx.update(g, state.llm_opt, trained)
-        llm = static.merge_llm(optax.apply_updates(trained, upd), frozen)
-        new = state.replace(step=state.step + 1, llm=llm, llm_opt=llm_opt)
-        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, g, loss)
         return new, {"loss": loss, **stats, "grad_norm_llm": gnorm, "skipped": (~ok).astype(jnp.int32)}
 
     return jit_step(step, state_sharding, mesh)

@@ -17,12 +17,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from r2rank_jax.train.losses import ppo_token_objective
 from r2rank_jax.train.sft import response_logprobs
-from r2rank_jax.train.state import Static, TrainState, jit_step
+from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 
 KEYS = ("tokens", "positions", "loss_mask", "example_mask", "advantages")
 
@@ -56,12 +55,7 @@ def make_grpo_step(static: Static, clip_eps: float, state_sharding: Any = None, 
         batch = {k: batch[k] for k in KEYS}
         trained, frozen = static.split_llm(state.llm)
         (loss, stats), grads = grad_fn(trained, frozen, batch)
-        gnorm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, trained)
-        llm = static.merge_llm(optax.apply_updates(trained, updates), frozen)
-        new = state.replace(step=state.step + 1, llm=llm, llm_opt=llm_opt)
-        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, grads, loss)
         tokens = jnp.sum(batch["loss_mask"] & batch["example_mask"][:, None])
         return new, {"loss": loss, "grad_norm": gnorm, "tokens": tokens, "skipped": (~ok).astype(jnp.int32),
                      **stats}

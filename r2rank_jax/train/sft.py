@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 
 from r2rank_jax import distributed
 from r2rank_jax.mesh import batch_sharding
-from r2rank_jax.train.state import Static, TrainState, jit_step
+from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
 
 
@@ -92,12 +92,7 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
 
         init = (jax.tree.map(jnp.zeros_like, trained), jnp.zeros(()), jnp.zeros(()))
         (grads, loss, _), _ = jax.lax.scan(accumulate, init, _split_micro(batch, cfg.microbatches))
-        gnorm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, trained)
-        llm = static.merge_llm(optax.apply_updates(trained, updates), frozen)
-        new = state.replace(step=state.step + 1, llm=llm, llm_opt=llm_opt)
-        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, grads, loss)
         metrics = {"loss": loss, "tokens": tokens, "grad_norm": gnorm, "skipped": (~ok).astype(jnp.int32)}
         if lr_schedule is not None:
             metrics["lr"] = jnp.asarray(lr_schedule(state.step), jnp.float32)

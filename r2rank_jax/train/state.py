@@ -81,6 +81,18 @@ def create_train_state(model, head, llm_tx: optax.GradientTransformation, head_t
     return static, TrainState(step=step, llm=llm, head=head_params, llm_opt=llm_opt, head_opt=head_opt, key=key)
 
 
+def guarded_llm_update(static: Static, state: TrainState, trained: Any, frozen: Any, grads: Any,
+                       loss: jax.Array) -> tuple[TrainState, jax.Array, jax.Array]:
+    """One optimizer update of θ's trained part (`static.split_llm`) and step + 1; the state comes back
+    untouched when the loss or the gradient norm is not finite. Returns (state, grad norm, ok)."""
+    gnorm = optax.tree.norm(grads)
+    ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    updates, llm_opt = static.llm_tx.update(grads, state.llm_opt, trained)
+    new = state.replace(step=state.step + 1, llm=static.merge_llm(optax.apply_updates(trained, updates), frozen),
+                        llm_opt=llm_opt)
+    return jax.lax.cond(ok, lambda: new, lambda: state), gnorm, ok
+
+
 def state_shardings(state: TrainState) -> Any:
     """The current sharding of every leaf (to pin a jitted step's output to its input layout)."""
     return jax.tree.map(lambda x: x.sharding, state)
