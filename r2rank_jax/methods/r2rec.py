@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -38,9 +37,8 @@ from r2rank_jax.stages.workdir import Workdir
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
 from r2rank_jax.train.loop import LoopConfig, run_loop
-from r2rank_jax.train.optim import OptimConfig, learning_rate_schedule, make_optimizer
-from r2rank_jax.train.sft import SFTConfig, make_sft_step, put_batch
-from r2rank_jax.train.state import create_train_state, state_shardings
+from r2rank_jax.train.sft import put_batch
+from r2rank_jax.train.state import state_shardings
 
 METHOD = "r2rec"
 CORPUS = "r2rec_corpus.jsonl"
@@ -164,11 +162,7 @@ def sft(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
         return _emit({"stage": "sft", "skipped": f"{wd.teacher / CORPUS} holds no accepted trace (RL starts from "
                                                  "the base model)"})
     model, head = build_model(cfg, tok, mesh)
-    opt = OptimConfig(**dataclasses.asdict(s.optim))
-    static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
-                                       jax.random.PRNGKey(cfg.seed), mesh)
-    step_fn = make_sft_step(static, SFTConfig(s.microbatches), learning_rate_schedule(opt),
-                            state_shardings(state) if mesh else None, mesh)
+    static, state, step_fn = common.sft_state_and_step(model, head, s.optim, s.microbatches, cfg.seed, mesh)
     longest = max(len(e.prompt_ids) for e in examples)
     p_buckets = tuple(b for b in DEFAULT_BUCKETS if b < longest) + (longest,)
     data_cfg = sft_data.SFTDataConfig(batch_size=min(s.batch_size, len(examples)), seed=cfg.seed, too_long="skip",

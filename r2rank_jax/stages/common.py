@@ -45,6 +45,21 @@ def train_state(model, head, llm_optim: OptimSpec | None, head_optim: OptimSpec,
     return create_train_state(model, head, llm_tx, optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
 
 
+def sft_state_and_step(model, head, optim: OptimSpec, microbatches: int, seed: int, mesh=None):
+    """(Static, TrainState, jitted SFT step) for supervised training of θ with `optim` (its warmup/decay
+    schedule); the head's optimizer is plain (SFT does not train the head)."""
+    from r2rank_jax.train.optim import learning_rate_schedule
+    from r2rank_jax.train.sft import SFTConfig, make_sft_step
+    from r2rank_jax.train.state import state_shardings
+
+    opt = OptimConfig(**dataclasses.asdict(optim))
+    static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
+                                       jax.random.PRNGKey(seed), mesh)
+    step_fn = make_sft_step(static, SFTConfig(microbatches), learning_rate_schedule(opt),
+                            state_shardings(state) if mesh else None, mesh)
+    return static, state, step_fn
+
+
 def checkpointer(directory, model, head, best_metric: str | None, best_mode: str = "max") -> Checkpointer:
     return Checkpointer(CheckpointConfig(directory=str(directory / "checkpoints"), best_metric=best_metric,
                                          best_mode=best_mode), metadata=train_metadata(model.config, head))

@@ -27,10 +27,8 @@ from r2rank_jax.teacher.prompts import answer_tag
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
 from r2rank_jax.train.loop import LoopConfig, run_loop
-from r2rank_jax.train.optim import OptimConfig, learning_rate_schedule, make_optimizer
-from r2rank_jax.train.sft import SFTConfig, make_sft_step, put_batch
+from r2rank_jax.train.sft import put_batch
 from r2rank_jax.train.sft_eval import make_sft_eval
-from r2rank_jax.train.state import create_train_state, state_shardings
 
 
 def held_out(user_id: str) -> bool:
@@ -60,8 +58,6 @@ def decision_only(examples: list[sft_data.SFTExample], cfg: ExperimentConfig, to
 
 
 def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
-    import jax
-
     s = cfg.sft
     if s.steps == 0:
         summary = {"stage": "sft", "skipped": "sft.steps=0 (RL starts from the base model)"}
@@ -70,11 +66,7 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     tok = common.tokenizer(cfg, wd, "sft")
     corpus = wd.require(wd.teacher / "corpus.jsonl", "sft", "synthesize")
     model, head = build_model(cfg, tok, mesh)
-    opt = OptimConfig(**dataclasses.asdict(s.optim))
-    static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
-                                       jax.random.PRNGKey(cfg.seed), mesh)
-    step_fn = make_sft_step(static, SFTConfig(s.microbatches), learning_rate_schedule(opt),
-                            state_shardings(state) if mesh else None, mesh)
+    static, state, step_fn = common.sft_state_and_step(model, head, s.optim, s.microbatches, cfg.seed, mesh)
     examples = sft_data.load_corpus(corpus, tok)
     response_buckets = s.response_buckets
     if cfg.data.prompt_variant == "no_cot":
