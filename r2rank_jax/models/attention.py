@@ -89,9 +89,10 @@ def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source], q_segmen
            ) -> jax.Array:
     """Softmax attention of q `[B, T, H, D]` (segment ids q_segments `[B, T]`, optional) over key/value sources.
 
-    Each source's batch B' divides B (query row b reads source row b // (B // B')). All sources enter one softmax through a shared maximum and
-    normalizer (no concatenated copy of the logits). Returns `[B, T, H, D]` in q's dtype. Softmax in
-    float32; fully masked rows (padding queries) give a finite uniform average, never NaN.
+    Each source's batch B' divides B (query row b reads source row b // (B // B')). All sources enter
+    one softmax through a shared maximum and normalizer (no concatenated copy of the logits). Returns
+    `[B, T, H, D]` in q's dtype. Softmax in float32; fully masked rows (padding queries) give a finite
+    uniform average, never NaN.
     """
     b, t, h, d = q.shape
     hkv = sources[0].k.shape[1]

@@ -207,8 +207,9 @@ class Decoder(nnx.Module):
 def context_from_kv(kv: tuple, positions: jax.Array, *, for_decoding: bool = False) -> KVCache:
     """A read-only context (e.g. a prefilled shared prefix) from `return_kv=True` output and its positions `[U, P]`.
 
-    for_decoding: store the keys last (`[U, Hkv, hd, P]`), the layout decode steps read fastest; the
-    training path keeps them slot-major (its backward pass was tuned with that layout).
+    for_decoding: store the keys last (`[U, Hkv, hd, P]`), the layout decode steps read fastest. The
+    training path keeps them slot-major: bench.train_step was measured with that layout, and keys-last
+    has not been timed under a backward pass.
     """
     to_keys = keys_last if for_decoding else heads_first
     return KVCache(k=tuple(to_keys(k) for k, _ in kv), v=tuple(heads_first(v) for _, v in kv),
