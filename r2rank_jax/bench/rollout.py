@@ -8,8 +8,9 @@ self-reflective prompts (`r2rank_jax.data.prompts`) of test users of the shared 
 (last 20 history items, the held-out item plus K-1 seeded negatives), `new_tokens` sampled tokens
 per candidate with EOS and stop strings disabled, so both sides generate exactly the same number of
 tokens. Both sides get the same batches (users_per_batch users x K candidates), dtype and threads.
-Our compile time is measured on a warm-up pass over all batches and reported separately. `--prompts synthetic` uses
-random token prompts of a similar shape (for smoke tests on tiny models without a tokenizer).
+Our compile time is measured on a warm-up pass over all batches and reported separately.
+`--prompts synthetic` uses random token prompts of a similar shape (for smoke tests on tiny models
+without a tokenizer).
 
 The last line printed is `rollout tokens/s: jax=<x> hf=<y> ratio=<x/y>`; a JSON report with the
 per-phase times goes to --out.
