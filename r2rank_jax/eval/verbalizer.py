@@ -104,7 +104,8 @@ def _answer_logprobs(graphdef, state, prefix_tokens, prefix_positions, row_token
     model = nnx.merge(graphdef, state)
     context = None
     if prefix_tokens is not None:
-        context = context_from_kv(model(prefix_tokens, prefix_positions, return_kv=True).kv, prefix_positions)
+        context = context_from_kv(model(prefix_tokens, prefix_positions, return_kv=True).kv, prefix_positions,
+                                  for_decoding=True)
     b, s = row_tokens.shape
     num_answers, length = answer_tokens.shape
     cache = KVCache.init(model.config, b, s + length)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -20,25 +21,38 @@ from r2rank_jax.models.rope import apply_rope
 _MASKED = -1e30
 
 
+@flax.struct.dataclass
+class Source:
+    """One key/value source: keys `[B', Hkv, S, D]` (or `[B', Hkv, D, S]` when keys_last), values
+    `[B', Hkv, S, D]`, slot positions `[B', S]` (-1 = empty). keys_last is static (not traced)."""
+
+    k: jax.Array
+    v: jax.Array
+    positions: jax.Array
+    keys_last: bool = flax.struct.field(pytree_node=False, default=False)
+
+
 def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
     """`[B, T, S]` bool: key s is visible to query t when 0 <= pos(s) <= pos(t)."""
     kv = kv_positions[:, None, :]
     return (kv >= 0) & (kv <= q_positions[:, :, None])
 
 
-def _source_logits(qh: jax.Array, q_positions: jax.Array, k: jax.Array, kv_positions: jax.Array) -> jax.Array:
-    """Masked logits of queries qh `[B, Hkv, G, T, D]` against one source k `[B', Hkv, S, D]`.
+def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source) -> jax.Array:
+    """Masked logits of queries qh `[B, Hkv, G, T, D]` against one source's keys.
 
     Returns `[B', Hkv, C, G, T, S]` float32 with C = B // B' (query row b = u * C + c reads source row u).
     The C branches' queries are stacked into the rows of one `[C*G*T, D] x [D, S]` product per (u, head):
     plain batched matmuls that need no copy of the keys (a shared prefix is never broadcast C times).
     """
     b, hkv, g, t, d = qh.shape
-    u, s = k.shape[0], k.shape[2]
+    k = src.k
+    u, s = k.shape[0], k.shape[3 if src.keys_last else 2]
     c = b // u
     qs = qh.reshape(u, c, hkv, g, t, d).transpose(0, 2, 1, 3, 4, 5).reshape(u, hkv, c * g * t, d)
-    logits = jnp.einsum("ukqd,uksd->ukqs", qs, k, preferred_element_type=jnp.float32)
-    mask = visible(q_positions.reshape(u, c * t), kv_positions).reshape(u, 1, c, 1, t, s)
+    spec = "ukqd,ukds->ukqs" if src.keys_last else "ukqd,uksd->ukqs"
+    logits = jnp.einsum(spec, qs, k, preferred_element_type=jnp.float32)
+    mask = visible(q_positions.reshape(u, c * t), src.positions).reshape(u, 1, c, 1, t, s)
     return jnp.where(mask, logits.reshape(u, hkv, c, g, t, s), _MASKED)
 
 
@@ -65,21 +79,21 @@ def _source_values(w: jax.Array, v: jax.Array) -> jax.Array:
     return _to_rows(out.reshape(u, hkv, c, g, t, v.shape[-1]))
 
 
-def attend(q: jax.Array, q_positions: jax.Array, sources: list[tuple[jax.Array, jax.Array, jax.Array]]) -> jax.Array:
+def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source]) -> jax.Array:
     """Softmax attention of q `[B, T, H, D]` over key/value sources.
 
-    Each source is (k `[B', Hkv, S, D]`, v `[B', Hkv, S, D]`, positions `[B', S]`) with B' dividing B
-    (head-major, the KV cache layout). All sources enter one softmax through a shared maximum and
+    Each source's batch B' divides B (query row b reads source row b // (B // B')). All sources enter one softmax through a shared maximum and
     normalizer (no concatenated copy of the logits). Returns `[B, T, H, D]` in q's dtype. Softmax in
     float32; fully masked rows (padding queries) give a finite uniform average, never NaN.
     """
     b, t, h, d = q.shape
-    hkv = sources[0][0].shape[1]
+    hkv = sources[0].k.shape[1]
     qh = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, hkv, h // hkv, d).transpose(0, 2, 3, 1, 4)
-    logits = [_source_logits(qh, q_positions, k, pos) for k, _, pos in sources]
+    logits = [_source_logits(qh, q_positions, src) for src in sources]
     top = functools.reduce(jnp.maximum, [_to_rows(jnp.max(lg, axis=-1, keepdims=True)) for lg in logits])
     out, total = None, None
-    for lg, (_, v, _) in zip(logits, sources):
+    for lg, src in zip(logits, sources):
+        v = src.v
         w = jnp.exp(lg - _from_rows(top, lg.shape[0]))                       # [B', Hkv, C, G, T, S]
         norm = _to_rows(jnp.sum(w, axis=-1, keepdims=True))
         part = _source_values(w.astype(q.dtype), v)

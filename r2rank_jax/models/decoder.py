@@ -15,9 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from r2rank_jax.mesh import constrain
-from r2rank_jax.models.attention import Attention, attend
+from r2rank_jax.models.attention import Attention, Source, attend
 from r2rank_jax.models.config import ModelConfig
-from r2rank_jax.models.kv_cache import KVCache, heads_first
+from r2rank_jax.models.kv_cache import KVCache, heads_first, keys_last
 from r2rank_jax.models.lora import adapted, add_adapters
 from r2rank_jax.models.rope import inverse_frequencies, rope_tables
 
@@ -65,13 +65,13 @@ class DecoderLayer(nnx.Module):
         self.mlp = MLP(cfg, rngs=rngs)
 
     def __call__(self, x, positions, cos, sin, own_kv, context_kv):
-        """x `[B, T, D]`; own_kv: None (attend to this call's tokens) or (k, v, positions) of the cache
-        with this call's tokens written in; context_kv: optional shared prefix (k, v, positions).
+        """x `[B, T, D]`; own_kv: None (attend to this call's tokens) or a function writing this call's
+        (k, v) into the cache and returning the cache's `Source`; context_kv: optional shared prefix `Source`.
 
         Returns (x `[B, T, D]`, (k, v) of this call's tokens `[B, T, Hkv, hd]`).
         """
         q, k, v = self.attn.project(self.input_norm(x), cos, sin)
-        sources = [own_kv(k, v) if own_kv is not None else (heads_first(k), heads_first(v), positions)]
+        sources = [own_kv(k, v) if own_kv is not None else Source(heads_first(k), heads_first(v), positions)]
         if context_kv is not None:
             sources.insert(0, context_kv)
         h = x + self.attn.output(attend(q, positions, sources)).astype(x.dtype)
@@ -137,8 +137,9 @@ class Decoder(nnx.Module):
                     def own(k, v, i=i):
                         nonlocal cache
                         cache = cache.write_layer(i, k, v)
-                        return cache.k[i], cache.v[i], cache.positions
-                ctx = None if context is None else (context.k[i], context.v[i], context.positions)
+                        return Source(cache.k[i], cache.v[i], cache.positions, keys_last=True)
+                ctx = None if context is None else Source(context.k[i], context.v[i], context.positions,
+                                                          context.keys_last)
                 x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx)
                 kv_out.append(kv)
         hidden = self.final_norm(x)
@@ -175,7 +176,7 @@ class Decoder(nnx.Module):
         def body(x, xs):
             state, ctx = xs
             layer = nnx.merge(graphdef, state)
-            ctx = None if ctx is None else (ctx[0], ctx[1], context.positions)
+            ctx = None if ctx is None else Source(ctx[0], ctx[1], context.positions, context.keys_last)
             x, kv = layer(x, positions, cos, sin, None, ctx)
             return x, (kv if return_kv else None)
 
@@ -197,11 +198,16 @@ class Decoder(nnx.Module):
         return constrain(out, ("batch",) + (None,) * (out.ndim - 2) + ("vocab",)) if out.ndim >= 2 else out
 
 
-def context_from_kv(kv: tuple, positions: jax.Array) -> KVCache:
-    """A read-only context (e.g. a prefilled shared prefix) from `return_kv=True` output and its positions `[U, P]`."""
-    return KVCache(k=tuple(heads_first(k) for k, _ in kv), v=tuple(heads_first(v) for _, v in kv),
+def context_from_kv(kv: tuple, positions: jax.Array, *, for_decoding: bool = False) -> KVCache:
+    """A read-only context (e.g. a prefilled shared prefix) from `return_kv=True` output and its positions `[U, P]`.
+
+    for_decoding: store the keys last (`[U, Hkv, hd, P]`), the layout decode steps read fastest; the
+    training path keeps them slot-major (its backward pass was tuned with that layout).
+    """
+    to_keys = keys_last if for_decoding else heads_first
+    return KVCache(k=tuple(to_keys(k) for k, _ in kv), v=tuple(heads_first(v) for _, v in kv),
                    positions=positions.astype(jnp.int32),
-                   end=jnp.asarray(positions.shape[1], jnp.int32))
+                   end=jnp.asarray(positions.shape[1], jnp.int32), keys_last=for_decoding)
 
 
 def param_count(tree: Any) -> int:

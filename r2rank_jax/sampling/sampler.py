@@ -78,7 +78,7 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
 def _prefill_context(graphdef, state, tokens, positions):
     """Shared prefixes `[U, P]` (left padded) → read-only context KV cache."""
     model = nnx.merge(graphdef, state)
-    return context_from_kv(model(tokens, positions, return_kv=True).kv, positions)
+    return context_from_kv(model(tokens, positions, return_kv=True).kv, positions, for_decoding=True)
 
 
 _decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "num_candidates", "pad_id"),
