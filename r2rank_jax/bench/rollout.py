@@ -117,10 +117,9 @@ def load_models(args):
 def jax_runner(model, args):
     """A function running one batch through our sampler → timings (phases blocked on separately)."""
     import jax
-    import numpy as np
 
     from r2rank_jax.sampling.params import SamplingParams
-    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig, pad_left
+    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
 
     pad = model.config.pad_token_id or 0
     sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=(), pad_id=pad))
@@ -132,15 +131,11 @@ def jax_runner(model, args):
         context = sampler.prefill_shared([p for p, _ in batch])
         jax.block_until_ready(context)
         t["prefix_prefill_s"] = time.perf_counter() - t0
-        rows = [s for _, sfx in batch for s in sfx]
-        starts = [len(p) for p, sfx in batch for _ in sfx]
-        tokens, positions = pad_left(rows, sampler.config.bucket(max(map(len, rows)), "suffix"), pad, starts)
         t1 = time.perf_counter()
-        cache, logits = sampler.prefill(tokens, positions, context=context)
+        cache, logits, next_pos = sampler.prefill_suffixes(context, [len(p) for p, _ in batch], [s for _, s in batch])
         jax.block_until_ready(logits)
         t["suffix_prefill_s"] = time.perf_counter() - t1
-        params = SamplingParams.make(len(rows), args.temperature, args.top_p, args.top_k)
-        next_pos = np.array([s + len(r) for s, r in zip(starts, rows)], np.int32)
+        params = SamplingParams.make(len(next_pos), args.temperature, args.top_p, args.top_k)
         t2 = time.perf_counter()
         out = sampler.decode(cache, logits, next_pos, params, jax.random.fold_in(key, i), context=context)
         jax.block_until_ready(out)

@@ -24,12 +24,15 @@ _MASKED = -1e30
 @flax.struct.dataclass
 class Source:
     """One key/value source: keys `[B', Hkv, S, D]` (or `[B', Hkv, D, S]` when keys_last), values
-    `[B', Hkv, S, D]`, slot positions `[B', S]` (-1 = empty). keys_last is static (not traced)."""
+    `[B', Hkv, S, D]`, slot positions `[B', S]` (-1 = empty). keys_last is static (not traced).
+    segments `[B', S]` (optional): a query with segment ids sees only the keys of its own segment
+    (several sequences packed into one row); a source without segments is visible to every segment."""
 
     k: jax.Array
     v: jax.Array
     positions: jax.Array
     keys_last: bool = flax.struct.field(pytree_node=False, default=False)
+    segments: jax.Array | None = None
 
 
 def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
@@ -38,7 +41,7 @@ def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
     return (kv >= 0) & (kv <= q_positions[:, :, None])
 
 
-def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source) -> jax.Array:
+def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source, q_segments: jax.Array | None) -> jax.Array:
     """Masked logits of queries qh `[B, Hkv, G, T, D]` against one source's keys.
 
     Returns `[B', Hkv, C, G, T, S]` float32 with C = B // B' (query row b = u * C + c reads source row u).
@@ -52,7 +55,10 @@ def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source) -> jax.Ar
     qs = qh.reshape(u, c, hkv, g, t, d).transpose(0, 2, 1, 3, 4, 5).reshape(u, hkv, c * g * t, d)
     spec = "ukqd,ukds->ukqs" if src.keys_last else "ukqd,uksd->ukqs"
     logits = jnp.einsum(spec, qs, k, preferred_element_type=jnp.float32)
-    mask = visible(q_positions.reshape(u, c * t), src.positions).reshape(u, 1, c, 1, t, s)
+    mask = visible(q_positions.reshape(u, c * t), src.positions)
+    if q_segments is not None and src.segments is not None:
+        mask = mask & (src.segments[:, None, :] == q_segments.reshape(u, c * t)[:, :, None])
+    mask = mask.reshape(u, 1, c, 1, t, s)
     return jnp.where(mask, logits.reshape(u, hkv, c, g, t, s), _MASKED)
 
 
@@ -79,8 +85,9 @@ def _source_values(w: jax.Array, v: jax.Array) -> jax.Array:
     return _to_rows(out.reshape(u, hkv, c, g, t, v.shape[-1]))
 
 
-def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source]) -> jax.Array:
-    """Softmax attention of q `[B, T, H, D]` over key/value sources.
+def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source], q_segments: jax.Array | None = None
+           ) -> jax.Array:
+    """Softmax attention of q `[B, T, H, D]` (segment ids q_segments `[B, T]`, optional) over key/value sources.
 
     Each source's batch B' divides B (query row b reads source row b // (B // B')). All sources enter one softmax through a shared maximum and
     normalizer (no concatenated copy of the logits). Returns `[B, T, H, D]` in q's dtype. Softmax in
@@ -89,7 +96,7 @@ def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source]) -> jax.A
     b, t, h, d = q.shape
     hkv = sources[0].k.shape[1]
     qh = (q * jnp.asarray(d ** -0.5, q.dtype)).reshape(b, t, hkv, h // hkv, d).transpose(0, 2, 3, 1, 4)
-    logits = [_source_logits(qh, q_positions, src) for src in sources]
+    logits = [_source_logits(qh, q_positions, src, q_segments) for src in sources]
     top = functools.reduce(jnp.maximum, [_to_rows(jnp.max(lg, axis=-1, keepdims=True)) for lg in logits])
     out, total = None, None
     for lg, src in zip(logits, sources):

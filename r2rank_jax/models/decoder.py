@@ -64,17 +64,19 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pdt)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x, positions, cos, sin, own_kv, context_kv):
+    def __call__(self, x, positions, cos, sin, own_kv, context_kv, segments=None):
         """x `[B, T, D]`; own_kv: None (attend to this call's tokens) or a function writing this call's
-        (k, v) into the cache and returning the cache's `Source`; context_kv: optional shared prefix `Source`.
+        (k, v) into the cache and returning the cache's `Source`; context_kv: optional shared prefix `Source`;
+        segments: optional `[B, T]` ids of sequences packed into one row (no cache).
 
         Returns (x `[B, T, D]`, (k, v) of this call's tokens `[B, T, Hkv, hd]`).
         """
         q, k, v = self.attn.project(self.input_norm(x), cos, sin)
-        sources = [own_kv(k, v) if own_kv is not None else Source(heads_first(k), heads_first(v), positions)]
+        sources = [own_kv(k, v) if own_kv is not None
+                   else Source(heads_first(k), heads_first(v), positions, segments=segments)]
         if context_kv is not None:
             sources.insert(0, context_kv)
-        h = x + self.attn.output(attend(q, positions, sources)).astype(x.dtype)
+        h = x + self.attn.output(attend(q, positions, sources, segments)).astype(x.dtype)
         out = h + self.mlp(self.post_attn_norm(h)).astype(x.dtype)
         return constrain(out, ("batch", None, None)), (k, v)
 
@@ -107,7 +109,7 @@ class Decoder(nnx.Module):
 
     def __call__(self, tokens: jax.Array, positions: jax.Array, *, cache: KVCache | None = None,
                  context: KVCache | None = None, logits_at: jax.Array | str | None = None,
-                 return_kv: bool = False) -> DecoderOutput:
+                 return_kv: bool = False, segments: jax.Array | None = None) -> DecoderOutput:
         """Runs the decoder.
 
         tokens, positions: `[B, T]` int (position -1 = padding, never attended to).
@@ -117,10 +119,14 @@ class Decoder(nnx.Module):
             e.g. the prefilled prefix shared by the K candidate branches of a user.
         logits_at: None (no logits), "all", or indices `[B, N]` into T → logits `[B, N, V]` float32.
         return_kv: also return this call's per-layer keys/values (to build a context from a prefix).
+        segments: `[B, T]` ids of several sequences packed into one row: a token attends only to the
+            tokens of its own segment (and to the whole context). Not with a cache.
         """
         cfg = self.config
         if tokens.shape != positions.shape or tokens.ndim != 2:
             raise ValueError(f"tokens {tokens.shape} and positions {positions.shape} must both be [B, T]")
+        if segments is not None and (cache is not None or segments.shape != tokens.shape):
+            raise ValueError(f"segments {segments.shape} must be [B, T] like tokens {tokens.shape}, without a cache")
         cdt = jnp.dtype(cfg.compute_dtype)
         x = constrain(jnp.take(self.embed[...], tokens, axis=0).astype(cdt), ("batch", None, None))
         cos, sin = rope_tables(positions, inverse_frequencies(cfg))
@@ -128,7 +134,7 @@ class Decoder(nnx.Module):
             cache.check_room(tokens.shape[1])
             cache = cache.write_positions(positions)
         if cache is None and cfg.scan_layers and len(self.layers) > 1:
-            x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv)
+            x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv, segments)
         else:
             kv_out = []
             for i, layer in enumerate(self.layers):
@@ -140,7 +146,7 @@ class Decoder(nnx.Module):
                         return Source(cache.k[i], cache.v[i], cache.positions, keys_last=True)
                 ctx = None if context is None else Source(context.k[i], context.v[i], context.positions,
                                                           context.keys_last)
-                x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx)
+                x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx, segments)
                 kv_out.append(kv)
         hidden = self.final_norm(x)
         if cache is not None:
@@ -154,14 +160,14 @@ class Decoder(nnx.Module):
             logits = self.logits(jnp.take_along_axis(hidden, logits_at[..., None].astype(jnp.int32), axis=1))
         return DecoderOutput(hidden=hidden, logits=logits, cache=cache, kv=tuple(kv_out) if return_kv else None)
 
-    def _run_layer(self, layer, x, positions, cos, sin, own, ctx):
+    def _run_layer(self, layer, x, positions, cos, sin, own, ctx, segments):
         remat = self.config.remat
         if remat == "none" or own is not None:  # no remat while decoding: there is no backward pass
-            return layer(x, positions, cos, sin, own, ctx)
+            return layer(x, positions, cos, sin, own, ctx, segments)
         fn = nnx.remat(lambda lyr, *a: lyr(*a), policy=_REMAT_POLICIES[remat])
-        return fn(layer, x, positions, cos, sin, None, ctx)
+        return fn(layer, x, positions, cos, sin, None, ctx, segments)
 
-    def _scan_layers(self, x, positions, cos, sin, context, return_kv):
+    def _scan_layers(self, x, positions, cos, sin, context, return_kv, segments=None):
         """All layers as one `lax.scan` over their stacked states (no own cache).
 
         x `[B, T, D]` → (x `[B, T, D]`, per-layer (k, v) `[B, T, Hkv, hd]` if return_kv else []).
@@ -177,7 +183,7 @@ class Decoder(nnx.Module):
             state, ctx = xs
             layer = nnx.merge(graphdef, state)
             ctx = None if ctx is None else Source(ctx[0], ctx[1], context.positions, context.keys_last)
-            x, kv = layer(x, positions, cos, sin, None, ctx)
+            x, kv = layer(x, positions, cos, sin, None, ctx, segments)
             return x, (kv if return_kv else None)
 
         if self.config.remat != "none":

@@ -7,7 +7,10 @@ Two ways in, same decode loop:
 - `generate_shared(prefixes, suffixes)`: U users with K candidate suffixes each. Each user's prefix
   is prefilled once (`[U, P]`) and read by its K branches through the decoder's `context=` path
   (no K-fold copy); the K suffixes are prefilled into a small own cache of S + max_new_tokens slots,
-  and the U * K rows decode together. Row u * K + k is user u, candidate k.
+  and the U * K rows decode together. Row u * K + k is user u, candidate k. By default the K
+  suffixes of a user are prefilled packed into one row (segment-masked attention), so a prefill
+  costs the suffixes' total length, not K times the longest one; their keys/values are then
+  gathered into the rows' left-padded caches.
 
 Shapes are static per (batch, bucket, max_new_tokens): prompt lengths are padded up to the smallest
 bucket that fits. Sampling parameters, the PRNG key, the EOS ids and the stop tables are traced, and
@@ -44,6 +47,7 @@ class SamplerConfig:
     pad_id: int = 0
     buckets: tuple[int, ...] = DEFAULT_BUCKETS  # allowed padded prompt (prefix, suffix) lengths
     num_candidates: int = 64                    # top-k prefilter for top-k/top-p (filters.py)
+    pack_suffixes: bool = True                  # prefill a user's K suffixes as one packed row
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -74,6 +78,25 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
     return out.cache, out.logits[:, 0]
 
 
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_size"))
+def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_u, rows_t, context, *, cache_size: int):
+    """Each user's K suffixes packed into one row `[U, T]` → (own cache `[U * K, cache_size]`, last logits `[U * K, V]`).
+
+    segments `[U, T]`: suffix index of each packed token (-1: padding); last `[U, K]`: index of each
+    suffix's last token; rows_u, rows_t `[U * K, S]`: the packed (user, token) held by each slot of a
+    row's left-padded suffix region (rows_t = -1: padding slot).
+    """
+    model = nnx.merge(graphdef, state)
+    out = model(tokens, positions, context=context, segments=segments, return_kv=True, logits_at=last)
+    valid = rows_t >= 0
+    t = jnp.maximum(rows_t, 0)
+    cache = KVCache.init(model.config, rows_u.shape[0], cache_size)
+    cache = cache.write_positions(jnp.where(valid, positions[rows_u, t], -1))
+    for i, (k, v) in enumerate(out.kv):
+        cache = cache.write_layer(i, k[rows_u, t], v[rows_u, t])
+    return cache.advance(rows_u.shape[1]), out.logits.reshape(-1, out.logits.shape[-1])
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef",))
 def _prefill_context(graphdef, state, tokens, positions):
     """Shared prefixes `[U, P]` (left padded) → read-only context KV cache."""
@@ -87,7 +110,7 @@ _decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "n
 
 def compile_count() -> int:
     """Number of compiled variants of the sampler's jitted functions (for no-recompile checks)."""
-    return sum(f._cache_size() for f in (_prefill, _prefill_context, _decode))
+    return sum(f._cache_size() for f in (_prefill, _prefill_packed, _prefill_context, _decode))
 
 
 # ---------------------------------------------------------------------------------- padding helpers
@@ -102,6 +125,29 @@ def pad_left(seqs: Sequence[Sequence[int]], length: int, pad_id: int, start: Seq
         tokens[b, length - n:] = s
         positions[b, length - n:] = np.arange(n) + (0 if start is None else start[b])
     return tokens, positions
+
+
+def _pack(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
+    """Host-side layout of `_prefill_packed`: (tokens, positions, segments) `[U, length]` (right padded),
+    last `[U, K]`, rows_u / rows_t `[U * K, slots]` (each row's suffix right-aligned in its slots)."""
+    u, k = len(suffixes), len(suffixes[0])
+    tokens = np.full((u, length), pad_id, np.int32)
+    positions = np.full((u, length), -1, np.int32)
+    segments = np.full((u, length), -1, np.int32)
+    last = np.zeros((u, k), np.int32)
+    rows_u = np.repeat(np.arange(u, dtype=np.int32), k)[:, None].repeat(slots, axis=1)
+    rows_t = np.full((u * k, slots), -1, np.int32)
+    for ui, user in enumerate(suffixes):
+        off = 0
+        for ki, r in enumerate(user):
+            n = len(r)
+            tokens[ui, off:off + n] = r
+            positions[ui, off:off + n] = prefix_lengths[ui] + np.arange(n)
+            segments[ui, off:off + n] = ki
+            last[ui, ki] = off + n - 1
+            rows_t[ui * k + ki, slots - n:] = off + np.arange(n)
+            off += n
+    return tokens, positions, segments, last, rows_u, rows_t
 
 
 class Sampler:
@@ -180,21 +226,40 @@ class Sampler:
         tokens, positions = pad_left(prefixes, p, self.config.pad_id)
         return _prefill_context(self.graphdef, self._state(state), jnp.asarray(tokens), jnp.asarray(positions))
 
+    def prefill_suffixes(self, context: KVCache, prefix_lengths: Sequence[int],
+                         suffixes: Sequence[Sequence[Sequence[int]]], *, state=None
+                         ) -> tuple[KVCache, jax.Array, np.ndarray]:
+        """U users' K suffixes after their prefilled prefixes (`context`, `prefill_shared`) →
+        (own cache `[U * K, S + max_new_tokens]`, last-token logits `[U * K, V]`, next positions `[U * K]`)."""
+        if len(prefix_lengths) != len(suffixes):
+            raise ValueError(f"{len(prefix_lengths)} prefixes but {len(suffixes)} suffix lists")
+        ks = {len(s) for s in suffixes}
+        if len(ks) != 1 or 0 in ks:
+            raise ValueError(f"every user needs the same, non-zero number of suffixes; got {sorted(ks)}")
+        rows = [s for user in suffixes for s in user]
+        starts = [n for n, user in zip(prefix_lengths, suffixes) for _ in user]
+        s = self.config.bucket(max(len(r) for r in rows), "suffix")
+        for r in rows:
+            self.config.bucket(len(r), "suffix")
+        next_pos = np.array([st + len(r) for st, r in zip(starts, rows)], np.int32)
+        if int(next_pos.max()) + self.config.max_new_tokens > self.model_config.max_position_embeddings:
+            raise ValueError(f"positions up to {int(next_pos.max()) + self.config.max_new_tokens} exceed "
+                             f"max_position_embeddings={self.model_config.max_position_embeddings}")
+        if not self.config.pack_suffixes:
+            tokens, positions = pad_left(rows, s, self.config.pad_id, starts)
+            cache, logits = self.prefill(tokens, positions, context=context, state=state)
+            return cache, logits, next_pos
+        packed = _pack(suffixes, prefix_lengths, s, self.config.bucket(
+            max(sum(map(len, user)) for user in suffixes), "packed suffixes"), self.config.pad_id)
+        cache, logits = _prefill_packed(self.graphdef, self._state(state), *map(jnp.asarray, packed), context,
+                                        cache_size=s + self.config.max_new_tokens)
+        return cache, logits, next_pos
+
     def generate_shared(self, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],
                         params: SamplingParams, key: jax.Array, *, state=None) -> SampleOutput:
         """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k)."""
         if len(prefixes) != len(suffixes):
             raise ValueError(f"{len(prefixes)} prefixes but {len(suffixes)} suffix lists")
-        ks = {len(s) for s in suffixes}
-        if len(ks) != 1 or 0 in ks:
-            raise ValueError(f"every user needs the same, non-zero number of suffixes; got {sorted(ks)}")
         context = self.prefill_shared(prefixes, state)
-        rows = [s for user in suffixes for s in user]
-        starts = [len(prefixes[u]) for u, user in enumerate(suffixes) for _ in user]
-        s = self.config.bucket(max(len(r) for r in rows), "suffix")
-        for r in rows:
-            self.config.bucket(len(r), "suffix")
-        tokens, positions = pad_left(rows, s, self.config.pad_id, starts)
-        cache, logits = self.prefill(tokens, positions, context=context, state=state)
-        next_pos = np.array([st + len(r) for st, r in zip(starts, rows)], np.int32)
+        cache, logits, next_pos = self.prefill_suffixes(context, [len(p) for p in prefixes], suffixes, state=state)
         return self.decode(cache, logits, next_pos, params, key, context=context, state=state)

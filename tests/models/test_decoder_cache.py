@@ -143,3 +143,46 @@ def test_scan_over_layers_equals_python_loop(remat):
         np.testing.assert_allclose(a, b, atol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("scan", [True, False])
+@pytest.mark.parametrize("for_decoding", [True, False])
+def test_packed_segments_equal_separate_rows(scan, for_decoding):
+    """K suffixes packed into one row with segment ids (after a shared prefix context) == the K suffixes
+    as separate rows: same logits and keys/values at every real token, with either context key layout."""
+    m = Decoder(CFG.replace(num_layers=3, scan_layers=scan), rngs=nnx.Rngs(4))
+    rng = np.random.default_rng(5)
+    prefixes = [list(rng.integers(0, 53, n)) for n in (6, 3)]
+    suffixes = [[list(rng.integers(0, 53, n)) for n in lens] for lens in ((2, 4, 1), (3, 1, 3))]
+    p_tok, p_pos = left_pad(prefixes)
+    ctx = context_from_kv(m(jnp.asarray(p_tok), jnp.asarray(p_pos), return_kv=True).kv, jnp.asarray(p_pos),
+                          for_decoding=for_decoding)
+    width = 9  # packed row, right padded (the second user's 7 tokens leave two padding slots)
+    tok = np.zeros((2, width), np.int32)
+    pos = np.full((2, width), -1, np.int32)
+    seg = np.full((2, width), -1, np.int32)
+    where = []
+    for u, (pfx, sfx) in enumerate(zip(prefixes, suffixes)):
+        off = 0
+        for c, s in enumerate(sfx):
+            tok[u, off:off + len(s)] = s
+            pos[u, off:off + len(s)] = len(pfx) + np.arange(len(s))
+            seg[u, off:off + len(s)] = c
+            where.append((u, off, len(s)))
+            off += len(s)
+    packed = m(jnp.asarray(tok), jnp.asarray(pos), context=ctx, segments=jnp.asarray(seg), logits_at="all",
+               return_kv=True)
+    rows = [s for sfx in suffixes for s in sfx]
+    r_tok = np.zeros((6, 4), np.int32)
+    r_pos = np.full((6, 4), -1, np.int32)
+    for r, s in enumerate(rows):
+        r_tok[r, :len(s)] = s
+        r_pos[r, :len(s)] = len(prefixes[r // 3]) + np.arange(len(s))
+    sep = m(jnp.asarray(r_tok), jnp.asarray(r_pos), context=ctx, logits_at="all", return_kv=True)
+    for r, (u, off, n) in enumerate(where):
+        np.testing.assert_allclose(np.asarray(packed.logits)[u, off:off + n], np.asarray(sep.logits)[r, :n], atol=1e-5)
+        for (pk, pv), (sk, sv) in zip(packed.kv, sep.kv):
+            np.testing.assert_allclose(np.asarray(pk)[u, off:off + n], np.asarray(sk)[r, :n], atol=1e-5)
+            np.testing.assert_allclose(np.asarray(pv)[u, off:off + n], np.asarray(sv)[r, :n], atol=1e-5)
+    with pytest.raises(ValueError, match="segments"):
+        m(jnp.asarray(tok), jnp.asarray(pos), segments=jnp.asarray(seg[:, :3]))

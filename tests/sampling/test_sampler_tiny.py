@@ -1,5 +1,7 @@
 """The sampler on tiny random checkpoints: parity with transformers, log-probs and hidden states against a
 teacher-forced pass, shared prefix == unshared, stops, bounds, no recompiles, clear errors."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,13 +83,14 @@ def test_logprobs_and_hidden_equal_teacher_forcing(model, temperature):
     assert np.array_equal(np.asarray(out.lengths), [len(rows(out, b)) for b in range(len(ps))])
 
 
+@pytest.mark.parametrize("pack", [True, False], ids=["packed_suffixes", "padded_suffixes"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_shared_prefix_equals_unshared(model, temperature):
+def test_shared_prefix_equals_unshared(model, temperature, pack):
     vocab = model.config.vocab_size
     prefixes = prompts(vocab, (9, 4), seed=2)
     suffixes = [prompts(vocab, (2, 5, 1), seed=3), prompts(vocab, (3, 1, 4), seed=4)]
     params = SamplingParams.make(6, temperature=temperature)
-    sampler = Sampler(model, CONFIG)
+    sampler = Sampler(model, dataclasses.replace(CONFIG, pack_suffixes=pack))
     shared = sampler.generate_shared(prefixes, suffixes, params, jax.random.key(5))
     full = [p + s for p, sfx in zip(prefixes, suffixes) for s in sfx]
     plain = sampler.generate(full, params, jax.random.key(5))
