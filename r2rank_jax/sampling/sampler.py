@@ -79,22 +79,23 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cache_size"))
-def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_u, rows_t, context, *, cache_size: int):
+def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, context, *, cache_size: int):
     """Each user's K suffixes packed into one row `[U, T]` → (own cache `[U * K, cache_size]`, last logits `[U * K, V]`).
 
     segments `[U, T]`: suffix index of each packed token (-1: padding); last `[U, K]`: index of each
-    suffix's last token; rows_u, rows_t `[U * K, S]`: the packed (user, token) held by each slot of a
-    row's left-padded suffix region (rows_t = -1: padding slot).
+    suffix's last token; rows_t `[U * K, S]`: the packed token (of user row // K) held by each slot of
+    a row's left-padded suffix region (-1: padding slot).
     """
     model = nnx.merge(graphdef, state)
     out = model(tokens, positions, context=context, segments=segments, return_kv=True, logits_at=last)
+    rows_u = jnp.arange(rows_t.shape[0])[:, None] // last.shape[1]                 # [U * K, 1]
     valid = rows_t >= 0
     t = jnp.maximum(rows_t, 0)
-    cache = KVCache.init(model.config, rows_u.shape[0], cache_size)
+    cache = KVCache.init(model.config, rows_t.shape[0], cache_size)
     cache = cache.write_positions(jnp.where(valid, positions[rows_u, t], -1))
     for i, (k, v) in enumerate(out.kv):
         cache = cache.write_layer(i, k[rows_u, t], v[rows_u, t])
-    return cache.advance(rows_u.shape[1]), out.logits.reshape(-1, out.logits.shape[-1])
+    return cache.advance(rows_t.shape[1]), out.logits.reshape(-1, out.logits.shape[-1])
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -129,13 +130,12 @@ def pad_left(seqs: Sequence[Sequence[int]], length: int, pad_id: int, start: Seq
 
 def _pack(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
     """Host-side layout of `_prefill_packed`: (tokens, positions, segments) `[U, length]` (right padded),
-    last `[U, K]`, rows_u / rows_t `[U * K, slots]` (each row's suffix right-aligned in its slots)."""
+    last `[U, K]`, rows_t `[U * K, slots]` (each row's suffix right-aligned in its slots)."""
     u, k = len(suffixes), len(suffixes[0])
     tokens = np.full((u, length), pad_id, np.int32)
     positions = np.full((u, length), -1, np.int32)
     segments = np.full((u, length), -1, np.int32)
     last = np.zeros((u, k), np.int32)
-    rows_u = np.repeat(np.arange(u, dtype=np.int32), k)[:, None].repeat(slots, axis=1)
     rows_t = np.full((u * k, slots), -1, np.int32)
     for ui, user in enumerate(suffixes):
         off = 0
@@ -147,7 +147,7 @@ def _pack(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
             last[ui, ki] = off + n - 1
             rows_t[ui * k + ki, slots - n:] = off + np.arange(n)
             off += n
-    return tokens, positions, segments, last, rows_u, rows_t
+    return tokens, positions, segments, last, rows_t
 
 
 class Sampler:
