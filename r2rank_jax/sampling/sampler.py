@@ -47,7 +47,7 @@ class SamplerConfig:
     pad_id: int = 0
     buckets: tuple[int, ...] = DEFAULT_BUCKETS  # allowed padded prompt (prefix, suffix) lengths
     num_candidates: int = 64                    # top-k prefilter for top-k/top-p (filters.py)
-    pack_suffixes: bool = True                  # prefill a user's K suffixes as one packed row
+    pack_suffixes: bool = True                  # prefill a user's K suffixes as one packed row (when shorter)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -245,12 +245,14 @@ class Sampler:
         if int(next_pos.max()) + self.config.max_new_tokens > self.model_config.max_position_embeddings:
             raise ValueError(f"positions up to {int(next_pos.max()) + self.config.max_new_tokens} exceed "
                              f"max_position_embeddings={self.model_config.max_position_embeddings}")
-        if not self.config.pack_suffixes:
+        total = max(sum(map(len, user)) for user in suffixes)
+        packed_len = next((b for b in self.config.buckets if b >= total), None)
+        # Packing pays when one row of all K suffixes is shorter than K rows padded to the longest.
+        if not self.config.pack_suffixes or packed_len is None or packed_len >= len(suffixes[0]) * s:
             tokens, positions = pad_left(rows, s, self.config.pad_id, starts)
             cache, logits = self.prefill(tokens, positions, context=context, state=state)
             return cache, logits, next_pos
-        packed = _pack(suffixes, prefix_lengths, s, self.config.bucket(
-            max(sum(map(len, user)) for user in suffixes), "packed suffixes"), self.config.pad_id)
+        packed = _pack(suffixes, prefix_lengths, s, packed_len, self.config.pad_id)
         cache, logits = _prefill_packed(self.graphdef, self._state(state), *map(jnp.asarray, packed), context,
                                         cache_size=s + self.config.max_new_tokens)
         return cache, logits, next_pos

@@ -11,6 +11,7 @@ from hf_tiny import save_hf_model
 
 from r2rank_jax.models.hf_port import load_hf
 from r2rank_jax.sampling.params import SamplingParams
+from r2rank_jax.sampling import sampler as sampler_module
 from r2rank_jax.sampling.sampler import Sampler, SamplerConfig, compile_count
 from r2rank_jax.sampling.stops import StopStrings
 
@@ -85,13 +86,17 @@ def test_logprobs_and_hidden_equal_teacher_forcing(model, temperature):
 
 @pytest.mark.parametrize("pack", [True, False], ids=["packed_suffixes", "padded_suffixes"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_shared_prefix_equals_unshared(model, temperature, pack):
+def test_shared_prefix_equals_unshared(model, temperature, pack, monkeypatch):
     vocab = model.config.vocab_size
     prefixes = prompts(vocab, (9, 4), seed=2)
     suffixes = [prompts(vocab, (2, 5, 1), seed=3), prompts(vocab, (3, 1, 4), seed=4)]
     params = SamplingParams.make(6, temperature=temperature)
     sampler = Sampler(model, dataclasses.replace(CONFIG, pack_suffixes=pack))
+    calls = []
+    packed_prefill = sampler_module._prefill_packed
+    monkeypatch.setattr(sampler_module, "_prefill_packed", lambda *a, **kw: calls.append(1) or packed_prefill(*a, **kw))
     shared = sampler.generate_shared(prefixes, suffixes, params, jax.random.key(5))
+    assert len(calls) == int(pack)  # 8 packed slots < 3 rows x 8 padded ones: packing is chosen
     full = [p + s for p, sfx in zip(prefixes, suffixes) for s in sfx]
     plain = sampler.generate(full, params, jax.random.key(5))
     np.testing.assert_array_equal(np.asarray(shared.ids), np.asarray(plain.ids))
