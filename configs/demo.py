@@ -17,7 +17,9 @@ def get_config() -> ExperimentConfig:
                     optim=OptimSpec(learning_rate=3e-3, warmup_steps=10, decay_steps=290),
                     eval_every=100, checkpoint_every=100),
         rl=RLSpec(steps=150, batch_users=2, max_new_tokens=80, temperature=1.0, num_rankings=32, baseline="mean",
-                  advantage="item", llm_optim=OptimSpec(learning_rate=3e-5), head_optim=OptimSpec(learning_rate=1e-2),
+                  # θ at RLSpec's default 1e-6: at 3e-5 the PPO steps (pure noise for this tiny model) moved
+                  # the features the head reads, and the result swung with the sampling stream (docs/demo.md).
+                  advantage="item", llm_optim=OptimSpec(learning_rate=1e-6), head_optim=OptimSpec(learning_rate=1e-2),
                   eval_every=50, eval_users=32, patience=2, checkpoint_every=50),
         eval=EvalSpec(split="test", max_users=60, max_new_tokens=80, baselines=("random", "popularity")),
     )
