@@ -132,13 +132,14 @@ def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
 # ---- activation sharding constraints -------------------------------------------------------------
 
 def constrain(x: jax.Array, logical: tuple[Any, ...]) -> jax.Array:
-    """Sharding hint for an activation under the current mesh (`jax.set_mesh`); a no-op without one.
+    """Sharding hint for an activation under the current mesh (`jax.set_mesh`); a no-op without one
+    and inside `shard_map` (manual axes: each device already holds its own block).
 
     Logical axes: "batch", "heads", "mlp", "vocab" or None. A dimension that its mesh axes do not
     divide is left unconstrained (activations may have odd sizes; parameters may not).
     """
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
+    if mesh.empty or any(t == AxisType.Manual for t in mesh.axis_types):
         return x
     spec = []
     for size, name in zip(x.shape, logical):

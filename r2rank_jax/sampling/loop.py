@@ -8,6 +8,8 @@ no extra pass.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,19 @@ class SampleOutput:
     stopped: jax.Array      # [B] bool: ended on EOS or a stop string (False: hit max_new_tokens)
 
 
+# step(tokens [B, 1], positions [B, 1], cache) → (last-layer hidden [B, D], logits [B, V] float32, cache)
+Step = Callable[[jax.Array, jax.Array, KVCache], tuple[jax.Array, jax.Array, KVCache]]
+
+
+def model_step(model, context: KVCache | None) -> Step:
+    """One decoder call per token: the plain single-device step."""
+    def step(tokens, positions, cache):
+        res = model(tokens, positions, cache=cache, context=context,
+                    logits_at=jnp.zeros((tokens.shape[0], 1), jnp.int32))
+        return res.hidden[:, 0], res.logits[:, 0], res.cache
+    return step
+
+
 def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, context: KVCache | None,
                 logits: jax.Array, next_pos: jax.Array, params: SamplingParams, key: jax.Array,
                 eos_ids: jax.Array, stop_table: jax.Array, *, max_new_tokens: int, num_candidates: int,
@@ -41,9 +56,18 @@ def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, contex
     Returns the outputs and the final cache (returned so that a donated input cache is updated in place).
     """
     model = nnx.merge(graphdef, state)
+    return sample_loop(model_step(model, context), model.config, cache, logits, next_pos, params, key, eos_ids,
+                       stop_table, max_new_tokens=max_new_tokens, num_candidates=num_candidates, pad_id=pad_id)
+
+
+def sample_loop(step_fn: Step, cfg, cache: KVCache, logits: jax.Array, next_pos: jax.Array, params: SamplingParams,
+                key: jax.Array, eos_ids: jax.Array, stop_table: jax.Array, *, max_new_tokens: int,
+                num_candidates: int, pad_id: int) -> tuple[SampleOutput, KVCache]:
+    """`decode_loop` over any `step_fn` (cfg: the model's ModelConfig). The cache is only handed to `step_fn`,
+    so it may hold a subset of the B rows (the split decode keeps each device's rows)."""
     b, n = logits.shape[0], max_new_tokens
-    d = model.config.hidden_size
-    hdt = jnp.dtype(model.config.compute_dtype)
+    d = cfg.hidden_size
+    hdt = jnp.dtype(cfg.compute_dtype)
 
     def cond(carry):
         step, done = carry[0], carry[5]
@@ -61,10 +85,9 @@ def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, contex
         }
         stop_state, hit = stops.advance(stop_table, stop_state, tokens)
         hit = hit | jnp.any(tokens[:, None] == eos_ids[None, :], axis=1)
-        res = model(tokens[:, None], (next_pos + step)[:, None], cache=cache, context=context,
-                    logits_at=jnp.zeros((b, 1), jnp.int32))
-        hidden = jnp.where(live[:, None], res.hidden[:, 0], hidden)
-        return step + 1, res.cache, res.logits[:, 0], out, stop_state, done | (live & hit), hidden
+        new_hidden, logits, cache = step_fn(tokens[:, None], (next_pos + step)[:, None], cache)
+        hidden = jnp.where(live[:, None], new_hidden, hidden)
+        return step + 1, cache, logits, out, stop_state, done | (live & hit), hidden
 
     out = {"ids": jnp.full((b, n), pad_id, jnp.int32), "valid": jnp.zeros((b, n), bool),
            "logprobs": jnp.zeros((b, n), jnp.float32)}

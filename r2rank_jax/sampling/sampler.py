@@ -16,6 +16,10 @@ Shapes are static per (batch, bucket, max_new_tokens): prompt lengths are padded
 bucket that fits. Sampling parameters, the PRNG key, the EOS ids and the stop tables are traced, and
 the model state is an argument, so new parameters or new sampling settings never recompile. The
 own cache is donated to the decode loop, which updates it in place.
+
+`SamplerConfig.decode_devices=n` splits every decode step over n local devices (split.py: each
+device attends for B / n rows and holds 1/n of every weight matrix); on a CPU host this runs the
+rows' attention on all cores. Prefills stay on the default device.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from flax import nnx
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
 from r2rank_jax.sampling.loop import SampleOutput, decode_loop
+from r2rank_jax.sampling import split
 from r2rank_jax.sampling.params import SamplingParams
 from r2rank_jax.sampling.stops import StopStrings
 
@@ -48,10 +53,13 @@ class SamplerConfig:
     buckets: tuple[int, ...] = DEFAULT_BUCKETS  # allowed padded prompt (prefix, suffix) lengths
     num_candidates: int = 64                    # top-k prefilter for top-k/top-p (filters.py)
     pack_suffixes: bool = True                  # prefill a user's K suffixes as one packed row (when shorter)
+    decode_devices: int = 1                     # split each decode step over this many local devices (split.py)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.decode_devices < 1:
+            raise ValueError(f"decode_devices must be >= 1, got {self.decode_devices}")
         if not self.buckets or list(self.buckets) != sorted(set(self.buckets)) or self.buckets[0] < 1:
             raise ValueError(f"buckets must be increasing positive lengths, got {self.buckets}")
 
@@ -111,7 +119,7 @@ _decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "n
 
 def compile_count() -> int:
     """Number of compiled variants of the sampler's jitted functions (for no-recompile checks)."""
-    return sum(f._cache_size() for f in (_prefill, _prefill_packed, _prefill_context, _decode))
+    return sum(f._cache_size() for f in (_prefill, _prefill_packed, _prefill_context, _decode, split.decode_split))
 
 
 # ---------------------------------------------------------------------------------- padding helpers
@@ -164,6 +172,12 @@ class Sampler:
         self.stops = stops
         self._stop_table = stops.device_table()
         self._eos = jnp.asarray(config.eos_ids or (-1,), jnp.int32)
+        self._mesh = self._split_state = None
+        if config.decode_devices > 1:
+            if model.config.lora.enabled:
+                raise ValueError("decode_devices > 1 does not support LoRA adapters; merge them or decode on one device")
+            self._mesh = split.split_mesh(config.decode_devices)
+            self._split_state = jax.device_put(self.state, split.split_shardings(self.state, self._mesh))
         self._frozen = True
 
     def __setattr__(self, name, value):
@@ -196,9 +210,22 @@ class Sampler:
                context: KVCache | None = None, state=None) -> SampleOutput:
         """Decode loop after a prefill (the cache is donated: do not reuse it)."""
         params.check_batch(logits.shape[0])
+        if self._mesh is not None:
+            return self._decode_split(cache, logits, next_pos, params, key, context, state)
         out, _ = _decode(self.graphdef, self._state(state), cache, context, logits, jnp.asarray(next_pos, jnp.int32),
                          params, key, self._eos, self._stop_table, max_new_tokens=self.config.max_new_tokens,
                          num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
+        return out
+
+    def _decode_split(self, cache, logits, next_pos, params, key, context, state) -> SampleOutput:
+        mesh = self._mesh
+        split.check_rows(logits.shape[0], None if context is None else context.batch, mesh.size)
+        state = self._split_state if state is None else jax.device_put(state, split.split_shardings(state, mesh))
+        cache, inputs = split.place_inputs(mesh, cache, (context, logits, jnp.asarray(next_pos, jnp.int32), params, key,
+                                                         self._eos, self._stop_table))
+        out, _ = split.decode_split(self.graphdef, state, cache, *inputs, mesh=mesh,
+                                    max_new_tokens=self.config.max_new_tokens,
+                                    num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
         return out
 
     # ------------------------------------------------------------------------------ token-list API

@@ -1,5 +1,6 @@
 """Greedy decoding with SmolLM2-135M-Instruct real weights (fp32) equals transformers' greedy generate,
-token for token, on real R2Rank prompts, through the plain and the shared-prefix paths."""
+token for token, on real R2Rank prompts, through the plain and the shared-prefix paths and the decode
+split over two devices."""
 import jax
 import numpy as np
 import pytest
@@ -45,7 +46,12 @@ def test_greedy_equals_transformers_on_real_prompts(smollm2, shared_data_dir):
     sampler = Sampler(ours, SamplerConfig(max_new_tokens=N, eos_ids=(), pad_id=0))
     plain = sampler.generate(full, SamplingParams.greedy(4), jax.random.key(0))
     shared = sampler.generate_shared([prefix], [suffixes], SamplingParams.greedy(4), jax.random.key(0))
+    # The decode split over 2 devices (sampling/split.py), as the rollout benchmark runs it on CPU.
+    split = Sampler(ours, SamplerConfig(max_new_tokens=N, eos_ids=(), pad_id=0, decode_devices=2)).generate_shared(
+        [prefix], [suffixes], SamplingParams.greedy(4), jax.random.key(0))
     for b in range(4):
         assert np.asarray(plain.ids[b]).tolist() == expect[b], b
         assert np.asarray(shared.ids[b]).tolist() == expect[b], b
+        assert np.asarray(split.ids[b]).tolist() == expect[b], b
     np.testing.assert_allclose(np.asarray(shared.logprobs), np.asarray(plain.logprobs), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(split.logprobs), np.asarray(plain.logprobs), atol=1e-4)
