@@ -85,9 +85,12 @@ def argmax(x: jax.Array) -> jax.Array:
     return jnp.min(jnp.where(x == jnp.max(x, axis=-1, keepdims=True), iota, x.shape[-1]), axis=-1)
 
 
-def choose_tokens(logits: jax.Array, params: SamplingParams, key: jax.Array, num_candidates: int
-                  ) -> tuple[jax.Array, jax.Array]:
+def choose_tokens(logits: jax.Array, params: SamplingParams, key: jax.Array, num_candidates: int,
+                  u: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Next tokens `[B]` int32 and their log-probs `[B]` float32 from logits `[B, V]`.
+
+    u: the `[B]` uniforms in [0, 1) to draw with (default: `uniform(key, [B])`; a split decode passes
+    its rows' share of the full batch's draw, so each row gets the same number on any device count).
 
     The log-prob is under the distribution the token was drawn from (tempered, truncated and
     renormalized); greedy rows report the untempered model log-prob of the argmax.
@@ -99,7 +102,7 @@ def choose_tokens(logits: jax.Array, params: SamplingParams, key: jax.Array, num
     zmax = jnp.max(z, axis=1, keepdims=True)
     weights = jnp.where(z >= thr[:, None], jnp.exp(z - zmax), 0.0)
     log_norm = zmax[:, 0] + jnp.log(jnp.sum(weights, axis=1))
-    u = jax.random.uniform(key, z.shape[:1], jnp.float32)
+    u = jax.random.uniform(key, z.shape[:1], jnp.float32) if u is None else u
     b = logits.shape[0]
     # Scalar predicates: only the branch needed runs (all-sampled rollouts skip the argmax and vice versa).
     best = jax.lax.cond(jnp.any(greedy), lambda: argmax(logits), lambda: jnp.zeros((b,), jnp.int32))

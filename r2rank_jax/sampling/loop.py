@@ -62,20 +62,32 @@ def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, contex
 
 def sample_loop(step_fn: Step, cfg, cache: KVCache, logits: jax.Array, next_pos: jax.Array, params: SamplingParams,
                 key: jax.Array, eos_ids: jax.Array, stop_table: jax.Array, *, max_new_tokens: int,
-                num_candidates: int, pad_id: int) -> tuple[SampleOutput, KVCache]:
-    """`decode_loop` over any `step_fn` (cfg: the model's ModelConfig). The cache is only handed to `step_fn`,
-    so it may hold a subset of the B rows (the split decode keeps each device's rows)."""
+                num_candidates: int, pad_id: int, rows_of: tuple[int, jax.Array] | None = None,
+                any_live: Callable[[jax.Array], jax.Array] | None = None) -> tuple[SampleOutput, KVCache]:
+    """`decode_loop` over any `step_fn` (cfg: the model's ModelConfig).
+
+    A split decode runs it on each device's block of rows: rows_of = (total rows, first row of this
+    block) makes each row draw the uniform it would draw in the whole batch, and any_live(done) must
+    then be True while a row of any block is live (all blocks take the same number of steps).
+    """
     b, n = logits.shape[0], max_new_tokens
     d = cfg.hidden_size
     hdt = jnp.dtype(cfg.compute_dtype)
+    any_live = any_live or (lambda done: ~jnp.all(done))
+
+    def uniforms(step_key):
+        if rows_of is None:
+            return None
+        return jax.lax.dynamic_slice_in_dim(jax.random.uniform(step_key, (rows_of[0],), jnp.float32), rows_of[1], b)
 
     def cond(carry):
         step, done = carry[0], carry[5]
-        return (step < n) & ~jnp.all(done)
+        return (step < n) & any_live(done)
 
     def body(carry):
         step, cache, logits, out, stop_state, done, hidden = carry
-        tokens, logprobs = choose_tokens(logits, params, jax.random.fold_in(key, step), num_candidates)
+        step_key = jax.random.fold_in(key, step)
+        tokens, logprobs = choose_tokens(logits, params, step_key, num_candidates, uniforms(step_key))
         live = ~done
         tokens = jnp.where(live, tokens, pad_id)
         out = {

@@ -221,9 +221,9 @@ class Sampler:
         mesh = self._mesh
         split.check_rows(logits.shape[0], None if context is None else context.batch, mesh.size)
         state = self._split_state if state is None else jax.device_put(state, split.split_shardings(state, mesh))
-        cache, inputs = split.place_inputs(mesh, cache, (context, logits, jnp.asarray(next_pos, jnp.int32), params, key,
-                                                         self._eos, self._stop_table))
-        out, _ = split.decode_split(self.graphdef, state, cache, *inputs, mesh=mesh,
+        by_rows, everywhere = split.place_inputs(mesh, (cache, logits, jnp.asarray(next_pos, jnp.int32), params),
+                                                 (context, key, self._eos, self._stop_table))
+        out, _ = split.decode_split(self.graphdef, state, *by_rows, *everywhere, mesh=mesh,
                                     max_new_tokens=self.config.max_new_tokens,
                                     num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
         return out

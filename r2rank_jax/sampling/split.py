@@ -12,8 +12,9 @@ gives every device its rows with whole heads; attention of its rows against its 
 all-gather of the attention rows; o `[H, hd, D]` split on D, all-gathered; MLP gate/up split on F,
 down `[F, D]` on the matching F rows, partial sums added across devices (one psum). The embedding
 `[V, D]` is split on V (lookup: each device adds its rows, the others zeros; logits: vocabulary
-columns, all-gathered). Every device then holds the full activations and logits and samples all B
-rows with the same key, so the sampled tokens are identical everywhere.
+columns, all-to-all so that each device gets its rows' full logits). Each device samples its rows
+(with its share of the batch's random draw: the tokens do not depend on the device count) and the
+chosen tokens are all-gathered for the next step's embedding.
 
 The psum adds the MLP output in another order than one device does: results equal the one-device
 decode up to float rounding (tests: log-probs and hidden states within 1e-5, same greedy tokens).
@@ -135,50 +136,58 @@ def _layer(layer, i: int, x, positions, cos, sin, cache: KVCache, context: KVCac
 
 
 def split_step(model, context: KVCache | None, rows: int) -> Step:
-    """The decode step inside `shard_map`: model holds this device's weight shards (SPLIT_RULES), the
-    cache this device's `rows` rows; tokens and positions `[B, 1]` are all rows."""
+    """The decode step inside `shard_map`: model holds this device's weight shards (SPLIT_RULES); tokens,
+    positions `[R, 1]` and the cache are this device's `rows` rows. Returns their hidden states `[R, D]`
+    and logits `[R, V]`."""
     inv_freq = inverse_frequencies(model.config)
 
     def step(tokens, positions, cache):
-        first = jax.lax.axis_index(AXIS) * rows
-        own = jax.lax.dynamic_slice_in_dim(positions, first, rows, 0)             # [R, 1]
-        cos, sin = rope_tables(own, inv_freq)
-        x = _embed(model, tokens).astype(jnp.dtype(model.config.compute_dtype))
-        cache = cache.write_positions(own)
+        cos, sin = rope_tables(positions, inv_freq)
+        x = _embed(model, _gather(tokens, 0)).astype(jnp.dtype(model.config.compute_dtype))   # [B, 1, D]
+        cache = cache.write_positions(positions)
         for i, layer in enumerate(model.layers):
-            x, cache = _layer(layer, i, x, own, cos, sin, cache, context, rows)
-        hidden = model.final_norm(x)[:, 0]
-        return hidden, _gather(model.logits(hidden), 1), cache.advance(tokens.shape[1])
+            x, cache = _layer(layer, i, x, positions, cos, sin, cache, context, rows)
+        hidden = model.final_norm(x)[:, 0]                                                      # [B, D]
+        # This device's vocabulary columns of every row → every vocabulary column of its rows.
+        logits = jax.lax.all_to_all(model.logits(hidden), AXIS, 0, 1, tiled=True)
+        first = jax.lax.axis_index(AXIS) * rows
+        return jax.lax.dynamic_slice_in_dim(hidden, first, rows, 0), logits, cache.advance(tokens.shape[1])
 
     return step
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "mesh", "max_new_tokens", "num_candidates", "pad_id"),
                    donate_argnames=("cache",))
-def decode_split(graphdef, state, cache: KVCache, context: KVCache | None, logits, next_pos, params, key, eos_ids,
+def decode_split(graphdef, state, cache: KVCache, logits, next_pos, params, context: KVCache | None, key, eos_ids,
                  stop_table, *, mesh: Mesh, max_new_tokens: int, num_candidates: int, pad_id: int
                  ) -> tuple[SampleOutput, KVCache]:
-    """`decode_loop` with every step split over `mesh` (state placed by `split_shardings`, cache rows
-    over the mesh, everything else replicated). Returns replicated outputs and the row-split cache."""
+    """`decode_loop` with every step split over `mesh`: state placed by `split_shardings`; cache, logits,
+    next_pos and params split by rows (`place_inputs`), context, key and tables replicated. Each
+    device samples its rows; outputs come back split by rows."""
     batch = logits.shape[0]
     rows = check_rows(batch, None if context is None else context.batch, mesh.shape[AXIS])
     state_specs = jax.tree.map(lambda s: s.spec, split_shardings(state, mesh))
-    cache_specs = jax.tree.map(lambda x: P(AXIS) if x.ndim else P(), cache)
+    by_rows = lambda tree: jax.tree.map(lambda x: P(AXIS) if x.ndim else P(), tree)
 
-    def body(state, cache, context, logits, next_pos, params, key, eos_ids, stop_table):
+    def body(state, cache, logits, next_pos, params, context, key, eos_ids, stop_table):
         model = nnx.merge(graphdef, state)
         step = split_step(model, _local_context(context, batch, rows), rows)
         return sample_loop(step, model.config, cache, logits, next_pos, params, key, eos_ids, stop_table,
-                           max_new_tokens=max_new_tokens, num_candidates=num_candidates, pad_id=pad_id)
+                           max_new_tokens=max_new_tokens, num_candidates=num_candidates, pad_id=pad_id,
+                           rows_of=(batch, jax.lax.axis_index(AXIS) * rows),
+                           any_live=lambda done: jax.lax.psum(jnp.sum(~done), AXIS) > 0)
 
-    out_specs = (P(), cache_specs)
-    return jax.shard_map(body, mesh=mesh, in_specs=(state_specs, cache_specs) + (P(),) * 7, out_specs=out_specs,
-                         check_vma=False)(state, cache, context, logits, next_pos, params, key, eos_ids, stop_table)
+    split_args = (cache, logits, next_pos, params)
+    in_specs = (state_specs, *map(by_rows, split_args)) + (P(),) * 4
+    out_specs = (P(AXIS), by_rows(cache))
+    return jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(
+        state, *split_args, context, key, eos_ids, stop_table)
 
 
-def place_inputs(mesh: Mesh, cache: KVCache, replicated: tuple) -> tuple[KVCache, tuple]:
-    """The cache's rows over the mesh, every other input replicated (device_put copies; inputs may live on one device)."""
+def place_inputs(mesh: Mesh, by_rows: tuple, replicated: tuple) -> tuple[tuple, tuple]:
+    """Arrays of `by_rows` split by their leading (row) dim over the mesh (scalars replicated), `replicated`
+    everywhere (device_put copies: the inputs may live on one device)."""
     rows = NamedSharding(mesh, P(AXIS))
     everywhere = NamedSharding(mesh, P())
-    cache = jax.tree.map(lambda x: jax.device_put(x, rows if x.ndim else everywhere), cache)
-    return cache, jax.device_put(replicated, everywhere)
+    return (jax.tree.map(lambda x: jax.device_put(x, rows if jnp.ndim(x) else everywhere), by_rows),
+            jax.device_put(replicated, everywhere))
