@@ -19,7 +19,8 @@ own cache is donated to the decode loop, which updates it in place.
 
 `SamplerConfig.decode_devices=n` splits every decode step over n local devices (split.py: each
 device attends for B / n rows and holds 1/n of every weight matrix); on a CPU host this runs the
-rows' attention on all cores. Prefills stay on the default device.
+rows' attention on all cores. Prefills stay on the default device; the sampler keeps a second copy
+of the weights, split over the devices (`state=` weights are split again on every decode call).
 """
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def split_mesh(num_devices: int) -> Mesh:
 
 
 def split_shardings(state, mesh: Mesh):
-    """NamedShardings of a Decoder state for the split decode (MeshError on a non-divisible dim or LoRA)."""
+    """NamedShardings of a Decoder state for the split decode (MeshError on a dim the devices do not divide)."""
     return param_shardings(state, mesh, rules=SPLIT_RULES)
 
 
@@ -126,13 +126,10 @@ def _layer(layer, i: int, x, positions, cos, sin, cache: KVCache, context: KVCac
     sources = [Source(cache.k[i], cache.v[i], cache.positions, keys_last=True)]
     if context is not None:
         sources.insert(0, Source(context.k[i], context.v[i], context.positions, context.keys_last))
-    out = _gather(attend(q, positions, sources), 0).astype(cdt)                   # [B, T, H, hd]
-    h = x + _gather(jnp.einsum("bthk,hkd->btd", out, attn.o_proj[...].astype(cdt)), 2).astype(x.dtype)
-    mlp = layer.mlp
-    m = layer.post_attn_norm(h).astype(cdt)
-    act = jax.nn.silu(m @ mlp.gate_proj[...].astype(cdt)) * (m @ mlp.up_proj[...].astype(cdt))
-    y = jax.lax.psum(act @ mlp.down_proj[...].astype(cdt), AXIS)
-    return h + y.astype(x.dtype), cache
+    out = _gather(attend(q, positions, sources), 0)                              # [B, T, H, hd]
+    h = x + _gather(attn.output(out), 2).astype(x.dtype)                           # o: D columns
+    # The MLP on this device's F columns (gate/up) and F rows (down): a partial sum of the output.
+    return h + jax.lax.psum(layer.mlp(layer.post_attn_norm(h)), AXIS).astype(x.dtype), cache
 
 
 def split_step(model, context: KVCache | None, rows: int) -> Step:
