@@ -13,8 +13,9 @@ all-gather of the attention rows; o `[H, hd, D]` split on D, all-gathered; MLP g
 down `[F, D]` on the matching F rows, partial sums added across devices (one psum). The embedding
 `[V, D]` is split on V (lookup: each device adds its rows, the others zeros; logits: vocabulary
 columns, all-to-all so that each device gets its rows' full logits). Each device samples its rows
-(with its share of the batch's random draw: the tokens do not depend on the device count) and the
-chosen tokens are all-gathered for the next step's embedding.
+(with its share of the batch's random draw: a row gets the same uniform on any device count, so its
+token changes only where float rounding moves a boundary) and the chosen tokens are all-gathered for
+the next step's embedding.
 
 The psum adds the MLP output in another order than one device does: results equal the one-device
 decode up to float rounding (tests: log-probs and hidden states within 1e-5, same greedy tokens).
