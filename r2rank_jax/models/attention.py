@@ -26,13 +26,18 @@ class Source:
     """One key/value source: keys `[B', Hkv, S, D]` (or `[B', Hkv, D, S]` when keys_last), values
     `[B', Hkv, S, D]`, slot positions `[B', S]` (-1 = empty). keys_last is static (not traced).
     segments `[B', S]` (optional): a query with segment ids sees only the keys of its own segment
-    (several sequences packed into one row); a source without segments is visible to every segment."""
+    (several sequences packed into one row); a source without segments is visible to every segment.
+    band (static, with segments): the source holds the queries' own tokens (S = T) and no segment is
+    longer than `band` tokens, which divides T; a query then computes logits only against the keys
+    of its own block of `band` tokens and the block before (`[T, 2 * band]` instead of `[T, T]`), which
+    hold every key of its segment."""
 
     k: jax.Array
     v: jax.Array
     positions: jax.Array
     keys_last: bool = flax.struct.field(pytree_node=False, default=False)
     segments: jax.Array | None = None
+    band: int | None = flax.struct.field(pytree_node=False, default=None)
 
 
 def visible(q_positions: jax.Array, kv_positions: jax.Array) -> jax.Array:
@@ -49,6 +54,8 @@ def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source, q_segment
     plain batched matmuls that need no copy of the keys (a shared prefix is never broadcast C times).
     """
     b, hkv, g, t, d = qh.shape
+    if src.band:
+        return _band_logits(qh, q_positions, src, q_segments)
     k = src.k
     u, s = k.shape[0], k.shape[3 if src.keys_last else 2]
     c = b // u
@@ -60,6 +67,44 @@ def _source_logits(qh: jax.Array, q_positions: jax.Array, src: Source, q_segment
         mask = mask & (src.segments[:, None, :] == q_segments.reshape(u, c * t)[:, :, None])
     mask = mask.reshape(u, 1, c, 1, t, s)
     return jnp.where(mask, logits.reshape(u, hkv, c, g, t, s), _MASKED)
+
+
+def _windows(x: jax.Array, band: int, axis: int) -> jax.Array:
+    """Blocks of `band` along `axis` (length T = n * band), each with the block before it (zeros before the
+    first): `[..., T, ...]` → `[..., n, 2 * band, ...]`."""
+    x = jnp.moveaxis(x, axis, -1)
+    blocks = x.reshape(*x.shape[:-1], -1, band)
+    fill = jnp.full_like(blocks[..., :1, :], -1 if jnp.issubdtype(x.dtype, jnp.integer) else 0)
+    before = jnp.concatenate([fill, blocks[..., :-1, :]], axis=-2)
+    return jnp.moveaxis(jnp.concatenate([before, blocks], axis=-1), (-2, -1), (axis, axis + 1))
+
+
+def _band_logits(qh: jax.Array, q_positions: jax.Array, src: Source, q_segments: jax.Array) -> jax.Array:
+    """`_source_logits` of a banded source (see Source.band): `[B, Hkv, 1, G, T, 2 * band]`."""
+    b, hkv, g, t, d = qh.shape
+    band = src.band
+    if src.keys_last or src.k.shape[:3] != (b, hkv, t) or t % band or q_segments is None or src.segments is None:
+        raise ValueError(f"a banded source holds the queries' own {t} tokens (a multiple of band={band}), "
+                         f"heads-first keys {src.k.shape} and segment ids")
+    n = t // band
+    keys = _windows(src.k, band, 2)                                                # [B, Hkv, n, 2 * band, D]
+    logits = jnp.einsum("bkgncd,bknsd->bkgncs", qh.reshape(b, hkv, g, n, band, d), keys,
+                        preferred_element_type=jnp.float32)
+    kv_pos, kv_seg = _windows(src.positions, band, 1), _windows(src.segments, band, 1)   # [B, n, 2 * band]
+    q_pos, q_seg = q_positions.reshape(b, n, band, 1), q_segments.reshape(b, n, band, 1)
+    mask = (kv_pos[:, :, None] >= 0) & (kv_pos[:, :, None] <= q_pos) & (kv_seg[:, :, None] == q_seg)
+    logits = jnp.where(mask[:, None, None], logits, _MASKED)                     # [B, Hkv, G, n, band, 2 * band]
+    return logits.reshape(b, hkv, 1, g, t, 2 * band)
+
+
+def _band_values(w: jax.Array, src: Source) -> jax.Array:
+    """`_source_values` of a banded source: w `[B, Hkv, 1, G, T, 2 * band]` → `[B, Hkv, G, T, D]` float32."""
+    b, hkv, _, g, t, _ = w.shape
+    band = src.band
+    values = _windows(src.v, band, 2)                                              # [B, Hkv, n, 2 * band, D]
+    out = jnp.einsum("bkgncs,bknsd->bkgncd", w.reshape(b, hkv, g, t // band, band, 2 * band), values,
+                     preferred_element_type=jnp.float32)
+    return out.reshape(b, hkv, g, t, -1)
 
 
 def _to_rows(x: jax.Array) -> jax.Array:
@@ -74,13 +119,17 @@ def _from_rows(x: jax.Array, u: int) -> jax.Array:
     return x.reshape(u, b // u, hkv, g, t, n).transpose(0, 2, 1, 3, 4, 5)
 
 
-def _source_values(w: jax.Array, v: jax.Array) -> jax.Array:
-    """Weights w `[B', Hkv, C, G, T, S]` times v `[B', Hkv, S, D]` → `[B' * C, Hkv, G, T, D]` float32."""
+def _source_values(w: jax.Array, src: Source) -> jax.Array:
+    """Weights w `[B', Hkv, C, G, T, S]` times the values `[B', Hkv, S, D]` → `[B' * C, Hkv, G, T, D]` float32."""
+    v = src.v
     u, hkv, c, g, t, s = w.shape
     if w.dtype != jnp.float32 and jax.default_backend() == "cpu":
         # XLA CPU's DotThunk has no BF16 x BF16 = F32 kernel for this layout. Exact upcast of both
         # inputs: same products, same float32 accumulation.
         w, v = w.astype(jnp.float32), v.astype(jnp.float32)
+        src = src.replace(v=v)
+    if src.band:
+        return _band_values(w, src)
     out = jnp.einsum("ukqs,uksd->ukqd", w.reshape(u, hkv, c * g * t, s), v, preferred_element_type=jnp.float32)
     return _to_rows(out.reshape(u, hkv, c, g, t, v.shape[-1]))
 
@@ -100,10 +149,9 @@ def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source], q_segmen
     top = functools.reduce(jnp.maximum, [_to_rows(jnp.max(lg, axis=-1, keepdims=True)) for lg in logits])
     out, total = None, None
     for lg, src in zip(logits, sources):
-        v = src.v
         w = jnp.exp(lg - _from_rows(top, lg.shape[0]))                       # [B', Hkv, C, G, T, S]
         norm = _to_rows(jnp.sum(w, axis=-1, keepdims=True))
-        part = _source_values(w.astype(q.dtype), v)
+        part = _source_values(w.astype(q.dtype), src)
         out, total = (part, norm) if out is None else (out + part, total + norm)
     out = out / total                                                         # [B, Hkv, G, T, D]
     return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d).astype(q.dtype)

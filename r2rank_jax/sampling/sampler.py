@@ -87,16 +87,18 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
     return out.cache, out.logits[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cache_size"))
-def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, context, *, cache_size: int):
+@functools.partial(jax.jit, static_argnames=("graphdef", "cache_size", "band"))
+def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, context, *, cache_size: int,
+                    band: int | None):
     """Each user's K suffixes packed into one row `[U, T]` → (own cache `[U * K, cache_size]`, last logits `[U * K, V]`).
 
     segments `[U, T]`: suffix index of each packed token (-1: padding); last `[U, K]`: index of each
     suffix's last token; rows_t `[U * K, S]`: the packed token (of user row // K) held by each slot of
-    a row's left-padded suffix region (-1: padding slot).
+    a row's left-padded suffix region (-1: padding slot). band: `Decoder`'s segment_band (None: dense).
     """
     model = nnx.merge(graphdef, state)
-    out = model(tokens, positions, context=context, segments=segments, return_kv=True, logits_at=last)
+    out = model(tokens, positions, context=context, segments=segments, segment_band=band, return_kv=True,
+                logits_at=last)
     rows_u = jnp.arange(rows_t.shape[0])[:, None] // last.shape[1]                 # [U * K, 1]
     valid = rows_t >= 0
     t = jnp.maximum(rows_t, 0)
@@ -157,6 +159,14 @@ def _pack(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
             rows_t[ui * k + ki, slots - n:] = off + np.arange(n)
             off += n
     return tokens, positions, segments, last, rows_t
+
+
+def segment_band(longest: int, length: int) -> int | None:
+    """Block size for banded attention among packed suffixes of at most `longest` tokens in a row of
+    `length`: the smallest divisor of length that holds a whole suffix, or None (dense) when the blocks
+    would not save at least half of the `[length, length]` logits."""
+    band = next(c for c in range(longest, length + 1) if length % c == 0)
+    return band if 4 * band <= length else None
 
 
 class Sampler:
@@ -282,7 +292,7 @@ class Sampler:
             return cache, logits, next_pos
         packed = _pack(suffixes, prefix_lengths, s, packed_len, self.config.pad_id)
         cache, logits = _prefill_packed(self.graphdef, self._state(state), *map(jnp.asarray, packed), context,
-                                        cache_size=s + self.config.max_new_tokens)
+                                        cache_size=s + self.config.max_new_tokens, band=segment_band(s, packed_len))
         return cache, logits, next_pos
 
     def generate_shared(self, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],

@@ -147,9 +147,12 @@ def test_scan_over_layers_equals_python_loop(remat):
 
 @pytest.mark.parametrize("scan", [True, False])
 @pytest.mark.parametrize("for_decoding", [True, False])
-def test_packed_segments_equal_separate_rows(scan, for_decoding):
+@pytest.mark.parametrize("band", [None, 4, 6], ids=["dense", "band4", "band6"])
+def test_packed_segments_equal_separate_rows(scan, for_decoding, band):
     """K suffixes packed into one row with segment ids (after a shared prefix context) == the K suffixes
-    as separate rows: same logits and keys/values at every real token, with either context key layout."""
+    as separate rows: same logits and keys/values at every real token, with either context key layout,
+    with dense or banded attention among the packed tokens (band 4 = the longest suffix; suffixes
+    straddle block boundaries)."""
     m = Decoder(CFG.replace(num_layers=3, scan_layers=scan), rngs=nnx.Rngs(4))
     rng = np.random.default_rng(5)
     prefixes = [list(rng.integers(0, 53, n)) for n in (6, 3)]
@@ -157,7 +160,7 @@ def test_packed_segments_equal_separate_rows(scan, for_decoding):
     p_tok, p_pos = left_pad(prefixes)
     ctx = context_from_kv(m(jnp.asarray(p_tok), jnp.asarray(p_pos), return_kv=True).kv, jnp.asarray(p_pos),
                           for_decoding=for_decoding)
-    width = 9  # packed row, right padded (the second user's 7 tokens leave two padding slots)
+    width = 12  # packed row, right padded (the second user's 7 tokens leave five padding slots)
     tok = np.zeros((2, width), np.int32)
     pos = np.full((2, width), -1, np.int32)
     seg = np.full((2, width), -1, np.int32)
@@ -171,7 +174,7 @@ def test_packed_segments_equal_separate_rows(scan, for_decoding):
             where.append((u, off, len(s)))
             off += len(s)
     packed = m(jnp.asarray(tok), jnp.asarray(pos), context=ctx, segments=jnp.asarray(seg), logits_at="all",
-               return_kv=True)
+               return_kv=True, segment_band=band)
     rows = [s for sfx in suffixes for s in sfx]
     r_tok = np.zeros((6, 4), np.int32)
     r_pos = np.full((6, 4), -1, np.int32)
@@ -186,3 +189,7 @@ def test_packed_segments_equal_separate_rows(scan, for_decoding):
             np.testing.assert_allclose(np.asarray(pv)[u, off:off + n], np.asarray(sv)[r, :n], atol=1e-5)
     with pytest.raises(ValueError, match="segments"):
         m(jnp.asarray(tok), jnp.asarray(pos), segments=jnp.asarray(seg[:, :3]))
+    with pytest.raises(ValueError, match="segment_band=5 .* divide the 12 tokens"):
+        m(jnp.asarray(tok), jnp.asarray(pos), segments=jnp.asarray(seg), segment_band=5)
+    with pytest.raises(ValueError, match="segment_band=4 needs segments"):
+        m(jnp.asarray(tok), jnp.asarray(pos), segment_band=4)

@@ -105,6 +105,35 @@ def test_shared_prefix_equals_unshared(model, temperature, pack, monkeypatch):
     np.testing.assert_allclose(np.asarray(shared.hidden), np.asarray(plain.hidden), atol=1e-5)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_banded_packed_prefill_equals_unshared(model, temperature, monkeypatch):
+    """Eight suffixes per user: the packed row (32 slots) is banded in blocks of 8 (the suffix bucket),
+    and generation still equals the unshared prompts'."""
+    vocab = model.config.vocab_size
+    prefixes = prompts(vocab, (9, 4), seed=12)
+    suffixes = [prompts(vocab, (2, 5, 1, 3, 4, 1, 2, 3), seed=13), prompts(vocab, (3, 1, 4, 5, 2, 2, 1, 4), seed=14)]
+    params = SamplingParams.make(16, temperature=temperature)
+    sampler = Sampler(model, CONFIG)
+    bands = []
+    packed_prefill = sampler_module._prefill_packed
+    monkeypatch.setattr(sampler_module, "_prefill_packed",
+                        lambda *a, **kw: bands.append(kw["band"]) or packed_prefill(*a, **kw))
+    shared = sampler.generate_shared(prefixes, suffixes, params, jax.random.key(7))
+    assert bands == [8]
+    full = [p + s for p, sfx in zip(prefixes, suffixes) for s in sfx]
+    plain = sampler.generate(full, params, jax.random.key(7))
+    np.testing.assert_array_equal(np.asarray(shared.ids), np.asarray(plain.ids))
+    np.testing.assert_allclose(np.asarray(shared.logprobs), np.asarray(plain.logprobs), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(shared.hidden), np.asarray(plain.hidden), atol=1e-5)
+
+
+def test_segment_band_choice():
+    assert sampler_module.segment_band(48, 512) == 64     # smallest divisor of 512 holding a 48-token suffix
+    assert sampler_module.segment_band(48, 480) == 48
+    assert sampler_module.segment_band(48, 160) is None   # 80-token blocks: 160 x 160 logits, no saving
+    assert sampler_module.segment_band(8, 31) is None     # prime length: the only divisor is the row
+
+
 def test_stop_string_eos_and_max_new_tokens(model):
     vocab = model.config.vocab_size
     ps = prompts(vocab, (7, 3, 12), seed=6)
