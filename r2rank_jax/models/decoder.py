@@ -111,7 +111,7 @@ class Decoder(nnx.Module):
     def __call__(self, tokens: jax.Array, positions: jax.Array, *, cache: KVCache | None = None,
                  context: KVCache | None = None, logits_at: jax.Array | str | None = None,
                  return_kv: bool = False, segments: jax.Array | None = None,
-                 segment_band: int | None = None) -> DecoderOutput:
+                 segment_band: int | None = None, unroll: bool = False) -> DecoderOutput:
         """Runs the decoder.
 
         tokens, positions: `[B, T]` int (position -1 = padding, never attended to).
@@ -127,6 +127,8 @@ class Decoder(nnx.Module):
             many tokens long, and that it divides T: attention among this call's tokens then computes
             only `[T, 2 * band]` logits (each block of `band` queries against its block and the one
             before) instead of `[T, T]`. Same result.
+        unroll: run the layers one after the other even when `config.scan_layers` (for inference: the
+            scan stacks a copy of every layer's weights on each call, ~20% of a SmolLM2 prompt prefill).
         """
         cfg = self.config
         if tokens.shape != positions.shape or tokens.ndim != 2:
@@ -141,7 +143,7 @@ class Decoder(nnx.Module):
         if cache is not None:
             cache.check_room(tokens.shape[1])
             cache = cache.write_positions(positions)
-        if cache is None and cfg.scan_layers and len(self.layers) > 1:
+        if cache is None and cfg.scan_layers and not unroll and len(self.layers) > 1:
             x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv, segments, segment_band)
         else:
             kv_out = []

@@ -83,7 +83,8 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
     model = nnx.merge(graphdef, state)
     b, t = tokens.shape
     cache = KVCache.init(model.config, b, cache_size)
-    out = model(tokens, positions, cache=cache, context=context, logits_at=jnp.full((b, 1), t - 1, jnp.int32))
+    out = model(tokens, positions, cache=cache, context=context, logits_at=jnp.full((b, 1), t - 1, jnp.int32),
+                unroll=True)
     return out.cache, out.logits[:, 0]
 
 
@@ -98,7 +99,7 @@ def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, 
     """
     model = nnx.merge(graphdef, state)
     out = model(tokens, positions, context=context, segments=segments, segment_band=band, return_kv=True,
-                logits_at=last)
+                logits_at=last, unroll=True)
     rows_u = jnp.arange(rows_t.shape[0])[:, None] // last.shape[1]                 # [U * K, 1]
     valid = rows_t >= 0
     t = jnp.maximum(rows_t, 0)
@@ -113,7 +114,7 @@ def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, 
 def _prefill_context(graphdef, state, tokens, positions):
     """Shared prefixes `[U, P]` (left padded) → read-only context KV cache."""
     model = nnx.merge(graphdef, state)
-    return context_from_kv(model(tokens, positions, return_kv=True).kv, positions, for_decoding=True)
+    return context_from_kv(model(tokens, positions, return_kv=True, unroll=True).kv, positions, for_decoding=True)
 
 
 _decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "num_candidates", "pad_id"),

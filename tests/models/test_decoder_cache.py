@@ -145,6 +145,21 @@ def test_scan_over_layers_equals_python_loop(remat):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_unroll_runs_the_python_loop_on_a_scan_model():
+    """unroll=True (the sampler's prefills) on a scan_layers model: no scan in the program, and the
+    same outputs as the model built without scan_layers."""
+    cfg = CFG.replace(num_layers=3)
+    scanned = Decoder(cfg.replace(scan_layers=True), rngs=nnx.Rngs(3))
+    looped = Decoder(cfg.replace(scan_layers=False), rngs=nnx.Rngs(3))
+    tok, pos = (jnp.asarray(a) for a in left_pad([[1, 2, 3, 4, 5], [6, 7, 8]]))
+    run = lambda m, **kw: m(tok, pos, return_kv=True, logits_at="all", **kw)
+    assert "scan" in str(jax.make_jaxpr(lambda: run(scanned).logits)())
+    assert "scan" not in str(jax.make_jaxpr(lambda: run(scanned, unroll=True).logits)())
+    for a, b in zip(jax.tree_util.tree_leaves(jax.jit(lambda: run(scanned, unroll=True))()),
+                    jax.tree_util.tree_leaves(jax.jit(lambda: run(looped))())):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("scan", [True, False])
 @pytest.mark.parametrize("for_decoding", [True, False])
 @pytest.mark.parametrize("band", [None, 4, 6], ids=["dense", "band4", "band6"])
