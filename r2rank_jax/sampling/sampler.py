@@ -9,11 +9,13 @@ Two ways in, same decode loop:
   (no K-fold copy); the K suffixes are prefilled into a small own cache of S + max_new_tokens slots,
   and the U * K rows decode together. Row u * K + k is user u, candidate k. By default the K
   suffixes of a user are prefilled packed into one row (segment-masked attention), so a prefill
-  costs the suffixes' total length, not K times the longest one; their keys/values are then
-  gathered into the rows' left-padded caches.
+  costs the suffixes' total length, not K times the longest one (and attention among the packed
+  tokens is banded: each block of suffixes against itself and the block before, `segment_band`);
+  their keys/values are then gathered into the rows' left-padded caches.
 
-Shapes are static per (batch, bucket, max_new_tokens): prompt lengths are padded up to the smallest
-bucket that fits. Sampling parameters, the PRNG key, the EOS ids and the stop tables are traced, and
+Prefills run the layers unrolled (`Decoder(..., unroll=True)`; a scan over the layers would copy
+every layer's weights on each call). Shapes are static per (batch, bucket, max_new_tokens): prompt
+lengths are padded up to the smallest bucket that fits. Sampling parameters, the PRNG key, the EOS ids and the stop tables are traced, and
 the model state is an argument, so new parameters or new sampling settings never recompile. The
 own cache is donated to the decode loop, which updates it in place.
 
@@ -83,8 +85,7 @@ def _prefill(graphdef, state, tokens, positions, context, *, cache_size: int):
     model = nnx.merge(graphdef, state)
     b, t = tokens.shape
     cache = KVCache.init(model.config, b, cache_size)
-    out = model(tokens, positions, cache=cache, context=context, logits_at=jnp.full((b, 1), t - 1, jnp.int32),
-                unroll=True)
+    out = model(tokens, positions, cache=cache, context=context, logits_at=jnp.full((b, 1), t - 1, jnp.int32))
     return out.cache, out.logits[:, 0]
 
 
