@@ -116,13 +116,17 @@ class RLSpec:
     batch_users: int = 2
     max_new_tokens: int = 128
     temperature: float = 1.0
-    ppo_epochs: int = 1
-    num_rankings: int = 1
+    num_rankings: int = 1                # M: Plackett-Luce rankings per user (train.rl.RLConfig documents these)
+    ndcg_k: int = 10                     # reward = NDCG@ndcg_k
     advantage: str = "listwise"
     baseline: str = "none"
     clip_eps: float = 0.2
     head_grad_into_llm: bool = False
+    head_loss_weight: float = 1.0
+    shared_prefix: bool = True
     microbatches: int = 1
+    logit_chunk: int = 64
+    token_aggregation: str = "mean"      # "mean" over the batch's rationale tokens (ours) or "sum" per user (Eq. 6)
     llm_optim: OptimSpec = OptimSpec(learning_rate=1e-6)
     head_optim: OptimSpec = OptimSpec(learning_rate=1e-3)
     eval_every: int = 25
@@ -139,7 +143,7 @@ class EvalSpec:
     max_new_tokens: int = 128
     baselines: tuple[str, ...] = ("random", "popularity")
     reference: str = "r2rank"
-    # LLM methods of this run (r2rank_jax.stages.evaluate.LLM_METHODS).
+    # Scorers of this run (r2rank_jax.methods.eval_plan): its own method's, and the zero-shot ones.
     methods: tuple[str, ...] = ("r2rank", "sft_only", "zero_shot_pointwise")
     # Other runs on the same benchmark, "NAME=WORKDIR": their eval/scores/r2rank.jsonl joins this table as NAME.
     compare: tuple[str, ...] = ()
@@ -231,7 +235,7 @@ PROMPT4NR = PointwiseLLMSpec(negatives_per_positive=4, optim=OptimSpec(learning_
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
-    method: str = "r2rank"               # what the run trains: "r2rank" or a baseline of r2rank_jax.methods
+    method: str = "r2rank"               # what the run trains: a registered method (r2rank_jax.methods.registry)
     seed: int = 0
     tokenizer: str = ""                  # "" = the model's own; "synthetic" = trained on the synthetic world
     data: DataConfig = DataConfig()
@@ -244,14 +248,6 @@ class ExperimentConfig:
     r2ec: R2ECSpec = R2ECSpec()
     tallrec: PointwiseLLMSpec = TALLREC
     prompt4nr: PointwiseLLMSpec = PROMPT4NR
-
-    def __post_init__(self):
-        from r2rank_jax import methods
-
-        try:
-            methods.baseline_module(self.method) if self.method != methods.R2RANK else None
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
 
 
 def load_config_file(path: str | pathlib.Path) -> ExperimentConfig:

@@ -178,6 +178,20 @@ def put_replicated_input(x: Any, sharding) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
+def put_batch(batch: Any, mesh=None, host_rows: bool = True) -> Any:
+    """Host arrays of a batch (any pytree) → device arrays, batch dim over (data, fsdp) on a mesh. Multi-host:
+    ``host_rows`` means ``batch`` holds this host's rows of the global batch (`put_local`); otherwise every
+    host passes the same whole batch (`put_replicated_input`)."""
+    import jax.numpy as jnp
+
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, batch)
+    from r2rank_jax.mesh import batch_sharding
+
+    put = put_local if host_rows else put_replicated_input
+    return jax.tree.map(lambda x: put(x, batch_sharding(mesh, np.ndim(x))), batch)
+
+
 def put_same_value(tree: Any, shardings: Any) -> Any:
     """`jax.device_put(tree, shardings)` for values that are equal on every process (e.g. parameters
     initialized or restored on each host's local device) onto shardings spanning all processes:

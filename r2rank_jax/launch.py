@@ -3,7 +3,9 @@
     python -m r2rank_jax.launch --config=configs/X.py [--config.FIELD=VALUE ...] [--mesh=data:2,fsdp:2,tensor:2]
         --workdir=DIR [--resume] [--overwrite] STAGE
 
-STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). The resolved config is written to
+STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). `prepare` and `eval` are shared by
+every method; `synthesize`, `sft` and `rl` are the run's method's (`--config.method`, registered in
+r2rank_jax.methods): a stage the method lacks is skipped with a note. The resolved config is written to
 WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host (see
 docs/multihost.md): when the environment names a coordinator and process count/id (R2RANK_* or
 JAX_* variables, r2rank_jax.distributed), or R2RANK_DISTRIBUTED=1 on a TPU pod, `jax.distributed`
@@ -14,6 +16,7 @@ is initialized before anything touches the devices; `sft` and `rl` then run on e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -21,8 +24,16 @@ import sys
 STAGES = ("prepare", "synthesize", "sft", "rl", "eval")
 
 
+def _epilog() -> str:
+    from r2rank_jax.methods import registry
+
+    return "methods (--config.method=NAME) and their stages:\n" + registry.describe()
+
+
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
-    parser = argparse.ArgumentParser(prog="python -m r2rank_jax.launch", description=__doc__,
+    # The registry imports every method module: only for --help.
+    epilog = _epilog() if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv) else None
+    parser = argparse.ArgumentParser(prog="python -m r2rank_jax.launch", description=__doc__, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="configs/NAME.py")
     parser.add_argument("--mesh", default=None, help="e.g. data:2,fsdp:2,tensor:2, or auto (default: no mesh)")
@@ -52,53 +63,43 @@ COLLECTIVE_STAGES = ("sft", "rl")
 PRIMARY_STAGES = ("prepare", "synthesize")
 
 
-def run_baseline_stage(module, stage: str, cfg, wd, mesh, args) -> dict:
-    """Stage `stage` of a baseline method (r2rank_jax.methods); a stage it does not define is skipped."""
+def run_stage(stage: str, ctx) -> dict:
+    """The one dispatcher: the shared `prepare` and `eval`, or the run's method's own stage (skipped with a
+    note when the method lacks it)."""
     import json
 
-    fn = getattr(module, stage, None)
-    if fn is None:
-        summary = {"stage": stage, "skipped": f"method {cfg.method!r} has no {stage!r} stage"}
-        print(json.dumps(summary))
-        return summary
-    if stage == "synthesize":
-        return fn(cfg, wd)
-    return fn(cfg, wd, mesh, resume=args.resume)
+    from r2rank_jax.methods import registry
 
-
-def run_stage(stage: str, cfg, wd, mesh, args) -> dict:
-    from r2rank_jax import methods
-
-    module = methods.baseline_module(cfg.method)
-    if module is not None and stage in ("synthesize", "sft", "rl"):
-        return run_baseline_stage(module, stage, cfg, wd, mesh, args)
+    method = registry.get(ctx.cfg.method)
     if stage == "prepare":
         from r2rank_jax.stages import prepare
-        return prepare.run(cfg, wd, overwrite=args.overwrite)
-    if stage == "synthesize":
-        from r2rank_jax.stages import synthesize
-        return synthesize.run(cfg, wd)
-    if stage == "sft":
-        from r2rank_jax.stages import sft
-        return sft.run(cfg, wd, mesh, resume=args.resume)
-    if stage == "rl":
-        from r2rank_jax.stages import rl
-        return rl.run(cfg, wd, mesh, resume=args.resume)
-    from r2rank_jax.stages import evaluate
-    return evaluate.run(cfg, wd, mesh)
+        return prepare.run(ctx)
+    if stage == "eval":
+        from r2rank_jax.methods.eval_plan import eval_plan
+        from r2rank_jax.stages import evaluate
+        return evaluate.run(ctx, eval_plan(ctx.cfg))
+    fn = getattr(method, stage, None)
+    if fn is None:
+        summary = {"stage": stage, "skipped": f"method {method.name!r} has no {stage!r} stage"}
+        print(json.dumps(summary))
+        return summary
+    return fn(ctx)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(argv)
     maybe_init_distributed()
     from r2rank_jax.config import apply_overrides, load_config_file, write_resolved
-    from r2rank_jax.stages.workdir import Workdir
+    from r2rank_jax.methods import registry
+    from r2rank_jax.run.context import RunContext
+    from r2rank_jax.run.workdir import Workdir
 
     import jax
 
     from r2rank_jax import distributed
 
     cfg = apply_overrides(load_config_file(args.config), overrides)
+    registry.get(cfg.method)                # an unknown method fails before anything is written
     wd = Workdir(pathlib.Path(args.workdir))
     stages = STAGES if args.stage == "all" else (args.stage,)
     multi = jax.process_count() > 1
@@ -118,12 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mesh:
         from r2rank_jax.mesh import make_mesh
         mesh = make_mesh(args.mesh)
+    ctx = RunContext(cfg, wd, mesh, resume=args.resume, overwrite=args.overwrite)
     for stage in stages:
         if multi and stage in PRIMARY_STAGES:
-            result = run_stage(stage, cfg, wd, None, args) if distributed.is_primary() else {}
+            result = run_stage(stage, dataclasses.replace(ctx, mesh=None)) if distributed.is_primary() else {}
             distributed.barrier(f"r2rank_stage_{stage}")
         else:
-            result = run_stage(stage, cfg, wd, mesh, args)
+            result = run_stage(stage, ctx)
         if isinstance(result, dict) and result.get("preempted"):
             return 0
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from r2rank_jax.data.benchmark import Record
-from r2rank_jax.stages.workdir import MissingInputError, Workdir
+from r2rank_jax.run.workdir import MissingInputError, Workdir
 
 Scorer = Callable[[Sequence[Record]], np.ndarray]
 
@@ -100,7 +100,7 @@ class ModelContext:
         """`benchmark`: score another prepared benchmark (its items and split) with this workdir's model."""
         from r2rank_jax.data.pipeline import SplitSource
         from r2rank_jax.data.prompts import PromptBuilder
-        from r2rank_jax.stages import common
+        from r2rank_jax.run import builders as common
 
         wd = Workdir(pathlib.Path(workdir))
         cfg = load_config(wd)
@@ -136,8 +136,8 @@ class PointwiseScorer:
     def __init__(self, ctx: ModelContext, method: str):
         from flax import nnx
 
-        from r2rank_jax.stages import common
-        from r2rank_jax.stages.build import build_model
+        from r2rank_jax.run import builders as common
+        from r2rank_jax.run.build import build_model
 
         if method not in POINTWISE_RUNS:
             raise ValueError(f"not a pointwise method: {method!r} (choose from {', '.join(POINTWISE_RUNS)})")
@@ -153,7 +153,7 @@ class PointwiseScorer:
         self.head_def, self.head_state = nnx.split(head)
 
     def __call__(self, records: Sequence[Record]) -> np.ndarray:
-        from r2rank_jax.stages.scoring import score_split
+        from r2rank_jax.run.scoring import score_split
 
         out = score_split(self.sampler, None, self.head_def, self.head_state, with_records(self.ctx.source, records),
                           self.ctx.builder, self.ctx.pipeline, max_users=len(records))
@@ -166,7 +166,7 @@ class ListwiseScorer:
     """The zero-shot listwise baseline (base model); `last_stats` holds the parse statistics of the last call."""
 
     def __init__(self, ctx: ModelContext):
-        from r2rank_jax.stages.listwise import listwise_setup
+        from r2rank_jax.run.listwise import listwise_setup
 
         self.ctx = ctx
         k = max(len(r.candidates) for r in ctx.records)
@@ -174,7 +174,7 @@ class ListwiseScorer:
         self.last_stats: dict | None = None
 
     def __call__(self, records: Sequence[Record]) -> np.ndarray:
-        from r2rank_jax.stages.listwise import listwise_scores
+        from r2rank_jax.run.listwise import listwise_scores
 
         out = listwise_scores(self.setup, records, self.ctx.builder)
         self.last_stats = out.stats.as_dict()

@@ -26,7 +26,7 @@ from r2rank_jax.baselines.random import random_scores
 from r2rank_jax.data.benchmark import load_manifest, load_split
 from r2rank_jax.eval.evaluate import evaluate_score_files
 from r2rank_jax.eval.score_files import write_score_file
-from r2rank_jax.stages.workdir import MissingInputError
+from r2rank_jax.run.workdir import MissingInputError
 
 METRICS = ("ndcg@10", "hr@10", "mrr")
 REFERENCE_BASELINES = ("popularity", "random")

@@ -17,7 +17,7 @@ from r2rank_jax.analyses import common, strata
 from r2rank_jax.data.benchmark import Record, load_split
 from r2rank_jax.eval.evaluate import evaluate_score_files
 from r2rank_jax.eval.score_files import read_score_file
-from r2rank_jax.stages.workdir import MissingInputError, Workdir
+from r2rank_jax.run.workdir import MissingInputError, Workdir
 
 # records of the split, train records -> one value per record
 ValueFn = Callable[[Sequence[Record], Sequence[Record]], np.ndarray]

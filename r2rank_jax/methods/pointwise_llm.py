@@ -31,13 +31,14 @@ from r2rank_jax.eval.verbalizer import AnswerScorer
 from r2rank_jax.methods import pointwise_llm_data as data
 from r2rank_jax.methods.pointwise_llm_step import make_class_step, pool_words
 from r2rank_jax.ranking.metrics import ndcg_at_k_from_scores
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.scoring import score_batches
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.methods.protocol import MethodBase, Scorer
+from r2rank_jax.run import builders as common, driver
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.context import RunContext, ScoreInput
+from r2rank_jax.run.scoring import check_users, score_batches
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
-from r2rank_jax.train.loop import LoopConfig, run_loop
+from r2rank_jax.train.loop import LoopConfig
 from r2rank_jax.train.optim import OptimConfig, learning_rate_schedule
 from r2rank_jax.train.rollout import prompt_lists
 from r2rank_jax.train.sft import SFTConfig, make_sft_step, put_batch
@@ -94,13 +95,19 @@ class Parts:
         return score_batches(batch_scores, source, self.builder, self.pipeline, max_users=max_users)
 
 
+def loop_config(spec: PointwiseLLMSpec, resume: bool = False, has_eval: bool = True) -> LoopConfig:
+    return LoopConfig(total_steps=spec.steps, log_every=max(1, min(10, spec.steps)),
+                      eval_every=spec.eval_every if has_eval else 0, save_every=spec.checkpoint_every, resume=resume)
+
+
 def _skip(stage: str, why: str) -> dict:
     summary = {"stage": stage, "skipped": why}
     print(json.dumps(summary))
     return summary
 
 
-def train(method: PointwiseMethod, cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+def train(method: PointwiseMethod, ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     spec = method.spec(cfg)
     if spec.steps == 0:
         return _skip("sft", f"{method.name}.steps=0 (the base model is not scored)")
@@ -134,13 +141,9 @@ def train(method: PointwiseMethod, cfg: ExperimentConfig, wd: Workdir, mesh=None
             s = parts.split_scores(scorer, valid, spec.eval_users, state=state.llm)
             return {"valid_ndcg@10": float(np.mean(ndcg_at_k_from_scores(s.scores, s.labels.astype(np.float32), 10)))}
 
-    with common.logger(wd, "sft", spec.steps) as logger, \
-            common.checkpointer(wd.sft, model, head, "valid_ndcg@10" if evaluate else None) as ckpt:
-        result = run_loop(LoopConfig(total_steps=spec.steps, log_every=max(1, min(10, spec.steps)),
-                                     eval_every=spec.eval_every if evaluate else 0,
-                                     save_every=spec.checkpoint_every, resume=resume),
-                          state, step_fn, data_iter, logger=logger, checkpointer=ckpt,
-                          put=lambda b: put_batch(b, mesh), eval_fn=evaluate, stage="sft")
+    result = driver.train(wd, "sft", wd.sft, model, head, loop_config(spec, ctx.resume, has_eval=evaluate is not None),
+                          state, step_fn, data_iter, best_metric="valid_ndcg@10" if evaluate else None,
+                          put=lambda b: put_batch(b, mesh), eval_fn=evaluate)
     summary = {"stage": "sft", "method": method.name, "step": result.step, "preempted": result.preempted,
                "train_pairs": len(examples), "positives": sum(e.label for e in examples),
                "answer_words": dict(zip(v.words, v.word_ids)),
@@ -149,8 +152,8 @@ def train(method: PointwiseMethod, cfg: ExperimentConfig, wd: Workdir, mesh=None
     return summary
 
 
-def score(method: PointwiseMethod, cfg: ExperimentConfig, wd: Workdir, tok, mesh, source, records
-          ) -> tuple[np.ndarray, dict] | None:
+def score(method: PointwiseMethod, inp: ScoreInput) -> tuple[np.ndarray, dict] | None:
+    cfg, wd, tok, mesh, source, records = inp.cfg, inp.wd, inp.tokenizer, inp.mesh, inp.source, inp.records
     spec = method.spec(cfg)
     model, head = build_model(run_config(cfg, spec), tok, mesh)
     step = common.restore_params(model, head, wd.sft)
@@ -158,6 +161,23 @@ def score(method: PointwiseMethod, cfg: ExperimentConfig, wd: Workdir, tok, mesh
         return None
     parts = Parts(method, cfg, tok, common.source(wd, "train").items, cfg.rl.batch_users)
     s = parts.split_scores(parts.scorer(model, cfg), source, len(records))
-    if s.user_ids != [r.user_id for r in records]:
-        raise RuntimeError("scored users differ from the split's first users (pipeline order changed?)")
-    return s.scores, {"checkpoint_step": int(step)}
+    return check_users(s, records), {"checkpoint_step": int(step)}
+
+
+class PointwiseLLM(MethodBase):
+    """A registered pointwise method (TALLRec, Prompt4NR): subclasses set `name`, `summary` and `method`."""
+    method: PointwiseMethod
+
+    def sft(self, ctx: RunContext) -> dict:
+        return train(self.method, ctx)
+
+    def scorers(self) -> dict[str, Scorer]:
+        return {self.name: Scorer(lambda inp: score(self.method, inp))}
+
+    def plans(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        spec = self.method.spec(cfg)
+        return {"model.lora": run_config(cfg, spec).model.lora, "sft.loop": loop_config(spec),
+                "sft.optim": common.optim_config(spec.optim),
+                "sft.pairs": {"batch_size": spec.batch_size, "negatives_per_positive": spec.negatives_per_positive,
+                              "relevant_words": spec.relevant_words, "irrelevant_words": spec.irrelevant_words,
+                              "eval_users": spec.eval_users}}

@@ -13,6 +13,7 @@ are read through their first token. Config: `ExperimentConfig.prompt4nr`.
 from __future__ import annotations
 
 from r2rank_jax.methods import pointwise_llm
+from r2rank_jax.methods.registry import register
 
 METHOD = pointwise_llm.PointwiseMethod(
     name="prompt4nr",
@@ -21,9 +22,8 @@ METHOD = pointwise_llm.PointwiseMethod(
     loss="classes", all_words=True, score_kind="probability")
 
 
-def sft(cfg, wd, mesh=None, resume: bool = False) -> dict:
-    return pointwise_llm.train(METHOD, cfg, wd, mesh, resume)
-
-
-def score(cfg, wd, tok, mesh, source, records):
-    return pointwise_llm.score(METHOD, cfg, wd, tok, mesh, source, records)
+@register
+class Prompt4NR(pointwise_llm.PointwiseLLM):
+    name = "prompt4nr"
+    summary = "prompt learning with a verbalizer, full fine-tuning (Zhang & Wang 2023)"
+    method = METHOD

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,11 +28,14 @@ from r2rank_jax.methods.r2ec_data import R2ecPrompts, UserBatches
 from r2rank_jax.methods.r2ec_step import item_hidden, make_train_step, rollout
 from r2rank_jax.ranking.metrics import ndcg_at_k_from_scores
 from r2rank_jax.sampling.params import SamplingParams
-from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.workdir import Workdir
-from r2rank_jax.train.loop import LoopConfig, run_loop
+from r2rank_jax import distributed
+from r2rank_jax.methods.protocol import MethodBase, Scorer as MethodScorer
+from r2rank_jax.methods.registry import register
+from r2rank_jax.run import builders as common, driver, seeds
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.context import RunContext, ScoreInput
+from r2rank_jax.sampling.sampler import Sampler
+from r2rank_jax.train.loop import LoopConfig
 from r2rank_jax.train.rollout import prompt_lists
 from r2rank_jax.train.state import create_train_state, state_shardings
 
@@ -49,9 +53,7 @@ def prompts(cfg: ExperimentConfig, tok, source: SplitSource) -> R2ecPrompts:
 
 def sampler(llm, tok, cfg: ExperimentConfig, max_new_tokens: int) -> Sampler:
     """Stops at EOS only; suffix bucket 1 (the user prompt's last token)."""
-    eos = tuple(i for i in {tok.eos_token_id, *llm.config.eos_token_ids} if i is not None)
-    return Sampler(llm, SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tok.pad_token_id or 0,
-                                      buckets=(1, *cfg.data.prefix_buckets)))
+    return common.sampler(llm, tok, cfg, max_new_tokens, buckets=(1, *cfg.data.prefix_buckets), stop_at_answer=False)
 
 
 class Scorer:
@@ -91,7 +93,14 @@ def _ndcg(scores: np.ndarray, records) -> float:
     return float(np.mean(ndcg_at_k_from_scores(scores, labels, 10, mask=np.isfinite(scores))))
 
 
-def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+def loop_config(cfg: ExperimentConfig, resume: bool = False) -> LoopConfig:
+    r = cfg.r2ec
+    return LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every or 10)), eval_every=r.eval_every,
+                      save_every=r.checkpoint_every, resume=resume)
+
+
+def rl(ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     r = cfg.r2ec
     tok = common.tokenizer(cfg, wd, "rl")
     llm, head = model(cfg, tok, mesh)
@@ -107,9 +116,9 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
     best = {"value": -np.inf}
 
     def step(state, batch):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 9), int(state.step))
+        key = seeds.step_key(cfg.seed, seeds.R2EC_ROLLOUT, int(state.step))
         r2_batch, lengths = rollout(smp, state.llm, batch, r.temperature, key)
-        state, metrics = train_step(state, common.put_batch(r2_batch, mesh))
+        state, metrics = train_step(state, distributed.put_batch(r2_batch, mesh))
         return state, {**metrics, "reasoning_tokens": float(np.mean(lengths))}
 
     def evaluate(state):
@@ -117,18 +126,17 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
         best["value"] = max(best["value"], ndcg)
         return {"valid_ndcg@10": ndcg, "best_valid_ndcg@10": best["value"]}
 
-    with common.logger(wd, "rl", r.steps) as logger, common.checkpointer(wd.rl, llm, head, "valid_ndcg@10") as ckpt:
-        result = run_loop(LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every or 10)),
-                                     eval_every=r.eval_every, save_every=r.checkpoint_every, resume=resume),
-                          state, step, data, logger=logger, checkpointer=ckpt, eval_fn=evaluate, stage="rl")
+    result = driver.train(wd, "rl", wd.rl, llm, head, loop_config(cfg, ctx.resume), state, step, data,
+                          best_metric="valid_ndcg@10", eval_fn=evaluate)
     summary = {"stage": "rl", "method": "r2ec", "step": result.step, "preempted": result.preempted,
                "best_valid_ndcg@10": best["value"] if np.isfinite(best["value"]) else None}
     print(json.dumps(summary))
     return summary
 
 
-def score(cfg: ExperimentConfig, wd: Workdir, tok, mesh, source: SplitSource, records):
+def score(inp: ScoreInput):
     """Scores `[U, K]` of the trained R²ec (best, else latest checkpoint of WORKDIR/rl); None without one."""
+    cfg, wd, tok, mesh, source, records = inp.cfg, inp.wd, inp.tokenizer, inp.mesh, inp.source, inp.records
     llm, head = model(cfg, tok, mesh)
     step = common.restore_params(llm, head, wd.rl)
     if step is None:
@@ -136,3 +144,19 @@ def score(cfg: ExperimentConfig, wd: Workdir, tok, mesh, source: SplitSource, re
     scorer = Scorer(sampler(llm, tok, cfg, cfg.eval.max_new_tokens), nnx.split(llm)[0], cfg.r2ec.tau)
     scores = score_records(scorer, nnx.split(llm)[1], prompts(cfg, tok, source), records, cfg.r2ec.batch_users)
     return scores, {"checkpoint_step": step}
+
+
+@register
+class R2ec(MethodBase):
+    name = "r2ec"
+    summary = "R²ec with RecPO: one user reasoning, item embeddings, fused reward (RL only)"
+
+    def rl(self, ctx: RunContext) -> dict:
+        return rl(ctx)
+
+    def scorers(self) -> dict[str, MethodScorer]:
+        return {"r2ec": MethodScorer(score)}
+
+    def plans(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        # make_train_step and the rollout read the R2ECSpec itself (r2ec_step.py): the spec is the library config.
+        return {"rl.spec": cfg.r2ec, "rl.loop": loop_config(cfg), "rl.optim": common.optim_config(cfg.r2ec.optim)}

@@ -29,14 +29,17 @@ from r2rank_jax.methods.r2rec_chains import ChainGraph
 from r2rank_jax.methods.r2rec_grpo import KEYS as GRPO_KEYS, make_grpo_step
 from r2rank_jax.methods.r2rec_rewards import RewardWeights, group_advantages, step_reward, total_reward
 from r2rank_jax.sampling.params import SamplingParams
-from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, Sampler, SamplerConfig
-from r2rank_jax.sampling.stops import StopStrings
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax import distributed
+from r2rank_jax.methods.protocol import MethodBase, Scorer
+from r2rank_jax.methods.registry import register
+from r2rank_jax.run import builders as common, driver, seeds
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.context import RunContext, ScoreInput
+from r2rank_jax.run.workdir import Workdir
+from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, Sampler
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
-from r2rank_jax.train.loop import LoopConfig, run_loop
+from r2rank_jax.train.loop import LoopConfig
 from r2rank_jax.train.sft import put_batch
 from r2rank_jax.train.state import state_shardings
 
@@ -76,11 +79,7 @@ def user_prompts(cfg: ExperimentConfig, b: PromptBuilder, g: ChainGraph, records
 
 
 def make_sampler(model, tok: Any, max_new_tokens: int, budget: int) -> Sampler:
-    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
-    buckets = tuple(b for b in DEFAULT_BUCKETS if b < budget) + (budget,)
-    return Sampler(model, SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tok.pad_token_id or 0,
-                                        buckets=buckets),
-                   stops=StopStrings.from_tokenizer([common.STOP_STRING], tok, model.config.vocab_size))
+    return common.sampler(model, tok, None, max_new_tokens, buckets=common.budget_buckets(budget))
 
 
 def _emit(summary: dict) -> dict:
@@ -100,14 +99,15 @@ def make_chain_teacher(cfg: ExperimentConfig, wd: Workdir, b: PromptBuilder, tok
 
         return ScriptedChainTeacher(load_item_attributes(wd.benchmark), titles, cfg.teacher.noise, cfg.seed), titles
     from r2rank_jax.teacher.factory import make_teacher
-    from r2rank_jax.teacher.stage import from_experiment
+    from r2rank_jax.run.teacher import from_experiment
 
     spec, _, _ = from_experiment(cfg)
     teacher, _ = make_teacher(spec, wd.benchmark, tokenizer=tok)
     return teacher, titles
 
 
-def synthesize(cfg: ExperimentConfig, wd: Workdir) -> dict:
+def synthesize(ctx: RunContext) -> dict:
+    cfg, wd = ctx.cfg, ctx.wd
     from r2rank_jax.methods.r2rec_teacher import ChainPair, progressive_traces
 
     tok = common.tokenizer(cfg, wd, "synthesize")
@@ -152,7 +152,14 @@ def load_traces(path, tok) -> list[sft_data.SFTExample]:
     return out
 
 
-def sft(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+def sft_loop(cfg: ExperimentConfig, resume: bool = False) -> LoopConfig:
+    s = cfg.sft
+    return LoopConfig(total_steps=s.steps, log_every=max(1, min(10, s.eval_every)), save_every=s.checkpoint_every,
+                      resume=resume)
+
+
+def sft(ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     s = cfg.sft
     if s.steps == 0:
         return _emit({"stage": "sft", "skipped": "sft.steps=0 (RL starts from the base model)"})
@@ -168,11 +175,8 @@ def sft(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     data_cfg = sft_data.SFTDataConfig(batch_size=min(s.batch_size, len(examples)), seed=cfg.seed, too_long="skip",
                                       prompt_buckets=p_buckets, response_buckets=cfg.r2rec.response_buckets)
     data_iter = sft_data.make_iterator(examples, data_cfg, tok.pad_token_id)
-    with common.logger(wd, "sft", s.steps) as logger, common.checkpointer(wd.sft, model, head, None) as ckpt:
-        result = run_loop(LoopConfig(total_steps=s.steps, log_every=max(1, min(10, s.eval_every)),
-                                     save_every=s.checkpoint_every, resume=resume),
-                          state, step_fn, data_iter, logger=logger, checkpointer=ckpt,
-                          put=lambda batch: put_batch(batch, mesh), stage="sft")
+    result = driver.train(wd, "sft", wd.sft, model, head, sft_loop(cfg, ctx.resume), state, step_fn, data_iter,
+                          put=lambda batch: put_batch(batch, mesh))
     return _emit({"stage": "sft", "method": METHOD, "step": result.step, "preempted": result.preempted,
                   "train_examples": len(examples),
                   "last": {k: to_python(v) for k, v in result.last_metrics.items()}})
@@ -203,7 +207,14 @@ class UserCycle:
         self.position = json.loads(state)["position"]
 
 
-def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+def rl_loop(cfg: ExperimentConfig, resume: bool = False) -> LoopConfig:
+    r = cfg.rl
+    return LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every)), save_every=r.checkpoint_every,
+                      resume=resume)
+
+
+def rl(ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     r, x = cfg.rl, cfg.r2rec
     tok = common.tokenizer(cfg, wd, "rl")
     model, head = common.model_from_sft_or_base(cfg, wd, tok, mesh)
@@ -228,7 +239,7 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
 
     def rl_step(state, users: np.ndarray):
         batch_prompts = [prompt_of(int(u)) for u in users for _ in range(g)]
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2), int(jax.device_get(state.step)))
+        key = seeds.step_key(cfg.seed, seeds.R2REC_ROLLOUT, int(jax.device_get(state.step)))
         out = sampler.generate([list(p.ids) for p in batch_prompts],
                                SamplingParams.make(len(batch_prompts), temperature=r.temperature), key, state=state.llm)
         ids, valid = np.asarray(out.ids), np.asarray(out.valid)
@@ -240,16 +251,13 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
         batch = collate([sft_data.SFTExample(p.user_id, "", 1, p.ids, tuple(resp))
                          for p, resp in zip(batch_prompts, responses)])
         batch["advantages"] = adv.astype(np.float32)
-        state, metrics = step_fn(state, common.put_batch({key_: batch[key_] for key_ in GRPO_KEYS}, mesh))
+        state, metrics = step_fn(state, distributed.put_batch({key_: batch[key_] for key_ in GRPO_KEYS}, mesh))
         parsed = np.mean([parse_listwise(t, k).status != "unparsable" for t in texts])
         return state, {**metrics, "reward": float(parts[:, 0].mean()), "reward_step": float(parts[:, 1].mean()),
                        "reward_rank": float(parts[:, 2].mean()), "parse_rate": float(parsed)}
 
-    with common.logger(wd, "rl", r.steps) as logger, common.checkpointer(wd.rl, model, head, None) as ckpt:
-        result = run_loop(LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every)),
-                                     save_every=r.checkpoint_every, resume=resume),
-                          state, rl_step, UserCycle(len(records), r.batch_users, cfg.seed), logger=logger,
-                          checkpointer=ckpt, stage="rl")
+    result = driver.train(wd, "rl", wd.rl, model, head, rl_loop(cfg, ctx.resume), state, rl_step,
+                          UserCycle(len(records), r.batch_users, cfg.seed))
     return _emit({"stage": "rl", "method": METHOD, "step": result.step, "preempted": result.preempted,
                   "last": {key_: to_python(v) for key_, v in result.last_metrics.items()}})
 
@@ -257,8 +265,9 @@ def rl(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> d
 # ------------------------------------------------------------------------------------------ score
 
 
-def score(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh, source, records) -> tuple[np.ndarray, dict]:
+def score(inp: ScoreInput) -> tuple[np.ndarray, dict]:
     """Per-candidate scores `[U, K]` of the greedy R2Rec output (module docstring) and parse statistics."""
+    cfg, wd, tok, mesh, records = inp.cfg, inp.wd, inp.tokenizer, inp.mesh, inp.records
     from r2rank_jax.eval.listwise import sampler_generate
 
     model, head = build_model(cfg, tok, mesh)
@@ -290,3 +299,25 @@ def score(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh, source, records) -
     extra = {"parse": stats.as_dict(), "model": loaded, "mean_step_reward": float(np.mean(steps)),
              "users_with_chains": int(sum(bool(p.chains) for p in prompts))}
     return np.stack(rows), extra
+
+
+@register
+class R2Rec(MethodBase):
+    name = "r2rec"
+    summary = "R2Rec interaction-of-thought: chain traces, progressive masked SFT, GRPO (listwise output)"
+
+    def synthesize(self, ctx: RunContext) -> dict:
+        return synthesize(ctx)
+
+    def sft(self, ctx: RunContext) -> dict:
+        return sft(ctx)
+
+    def rl(self, ctx: RunContext) -> dict:
+        return rl(ctx)
+
+    def scorers(self) -> dict[str, Scorer]:
+        return {"r2rec": Scorer(score)}
+
+    def plans(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        return {"r2rec": cfg.r2rec, "sft.loop": sft_loop(cfg), "rl.loop": rl_loop(cfg),
+                "rewards": RewardWeights(cfg.r2rec.step_weight, cfg.r2rec.rank_weight)}

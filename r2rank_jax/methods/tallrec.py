@@ -12,6 +12,7 @@ and carries R2Rank's user-context line; no EOS after the answer. Config: `Experi
 from __future__ import annotations
 
 from r2rank_jax.methods import pointwise_llm
+from r2rank_jax.methods.registry import register
 
 METHOD = pointwise_llm.PointwiseMethod(
     name="tallrec",
@@ -19,9 +20,8 @@ METHOD = pointwise_llm.PointwiseMethod(
     loss="lm", all_words=False, score_kind="log_odds")
 
 
-def sft(cfg, wd, mesh=None, resume: bool = False) -> dict:
-    return pointwise_llm.train(METHOD, cfg, wd, mesh, resume)
-
-
-def score(cfg, wd, tok, mesh, source, records):
-    return pointwise_llm.score(METHOD, cfg, wd, tok, mesh, source, records)
+@register
+class TALLRec(pointwise_llm.PointwiseLLM):
+    name = "tallrec"
+    summary = "LoRA instruction tuning, P(Yes) (Bao et al. 2023)"
+    method = METHOD

@@ -31,8 +31,8 @@ def load_from_config(config_path: str, workdir: str, checkpoint: str | None = No
     from flax import nnx
 
     from r2rank_jax.config import apply_overrides, load_config_file
-    from r2rank_jax.stages.build import build_model, load_tokenizer
-    from r2rank_jax.stages.workdir import Workdir
+    from r2rank_jax.run.build import build_model, load_tokenizer
+    from r2rank_jax.run.workdir import Workdir
     from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like
 
     cfg = apply_overrides(load_config_file(config_path), overrides or {})

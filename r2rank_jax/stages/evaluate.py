@@ -1,27 +1,15 @@
 """Stage `eval`: every method on the same saved candidate lists → per-user score files, results.json/md.
 
-LLM methods (`eval.methods`, greedy decoding throughout):
-
-- `r2rank`: the RL checkpoint writes its rationale; the scoring head reads the hidden state at the
-  decision point.
-- `sft_only`: the SFT checkpoint writes its rationale; the score is the verbalizer's
-  log P("Recommend") − log P("Not Recommend") at the answer (`r2rank_jax.eval.verbalizer`: the
-  rationale is cut right after its ``<answer>`` tag, or the tag is appended). Why not the head: SFT
-  never trains it (it is zero-initialized, so every candidate would tie); the paper's SFT-only row is
-  the SFT model's own decision, and its answer probability is that decision made graded.
-- `zero_shot_pointwise`: the base model with the decision-only (`no_cot`) prompt, no rationale; the
-  verbalizer score right after ``<answer>`` (the paper's zero-shot pointwise baseline, P(Recommend)).
-
-The prompts of `r2rank` and `sft_only` are the run's `data.prompt_variant`. A method whose
-checkpoint does not exist (e.g. `sft_only` with `sft.steps=0`) is skipped with a note. A baseline run
-(`method` other than r2rank, `r2rank_jax.methods`) always scores its own method; `r2rank` and
-`sft_only` need R2Rank checkpoints and are skipped there.
+The launcher passes the run's `EvalPlan` (r2rank_jax.methods.eval_plan: the run's own method first,
+then `eval.methods`; a scorer that reads another method's run is skipped with a note). Each scorer gets
+a `ScoreInput` (the run, its tokenizer, the split and its first `eval.max_users` users) and returns
+scores `[U, K]` and extra result fields, or None (no checkpoint: skipped with a note).
 
 Other runs (`eval.compare`, ``NAME=WORKDIR``; the ablations, see docs/ablations.md) join the table
 as NAME with their own r2rank scores, after `r2rank_jax.eval.compare` has checked that they were
-computed on the identical users and candidate lists. Then the configured classic baselines. Only
-the first `eval.max_users` users of the split are evaluated (0: all); baselines are scored on the
-whole split and cut to the same users.
+computed on the identical users and candidate lists. Then the configured classic baselines and the
+zero-shot listwise baseline (`r2rank_jax.run.listwise`). Baselines are scored on the whole split and
+cut to the evaluated users.
 """
 from __future__ import annotations
 
@@ -29,101 +17,16 @@ import json
 import pathlib
 
 import numpy as np
-from flax import nnx
 
-from r2rank_jax import methods
 from r2rank_jax.config import ConfigError, ExperimentConfig
-from r2rank_jax.data.prompt_text import ANSWER_OPEN
 from r2rank_jax.eval import compare
 from r2rank_jax.eval.evaluate import evaluate_score_files
-from r2rank_jax.eval.pointwise import VerbalizedBatchScorer
 from r2rank_jax.eval.report import build_results, render_markdown
 from r2rank_jax.eval.score_files import read_score_file, write_score_file
-from r2rank_jax.eval.verbalizer import decision_scorer
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.listwise import zero_shot_listwise
-from r2rank_jax.stages.scoring import SplitScores, score_batches, score_split
-from r2rank_jax.stages.workdir import Workdir
-
-
-def _model(cfg, tok, mesh, run_dir):
-    """(decoder, head) from RUN_DIR's checkpoint (the base model when run_dir is None), or None."""
-    model, head = build_model(cfg, tok, mesh)
-    if run_dir is not None and common.restore_params(model, head, run_dir) is None:
-        return None
-    return model, head
-
-
-def _check_users(scores: SplitScores, records) -> np.ndarray:
-    if scores.user_ids != [r.user_id for r in records]:
-        raise RuntimeError("scored users differ from the split's first users (pipeline order changed?)")
-    return scores.scores
-
-
-def _r2rank(cfg, wd, tok, mesh, source, records) -> tuple[np.ndarray, dict] | None:
-    parts = _model(cfg, tok, mesh, wd.rl)
-    if parts is None:
-        return None
-    model, head = parts
-    builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
-    sampler = common.sampler(model, tok, cfg, cfg.eval.max_new_tokens)
-    head_def, head_state = nnx.split(head)
-    scores = score_split(sampler, None, head_def, head_state, source, builder, pipeline, max_users=len(records))
-    return _check_users(scores, records), {}
-
-
-def _verbalized(cfg, wd, tok, mesh, source, records, run_dir, variant: str, rationale: bool
-                ) -> tuple[np.ndarray, dict] | None:
-    parts = _model(cfg, tok, mesh, run_dir)
-    if parts is None:
-        return None
-    model, _ = parts
-    builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users, variant=variant)
-    # One row length for both verbalizer methods (suffix + rationale + tag at most): one compile per prefix bucket.
-    tag = len(tok(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
-    rows = cfg.data.suffix_buckets[-1] + cfg.eval.max_new_tokens + tag
-    sampler = common.sampler(model, tok, cfg, cfg.eval.max_new_tokens) if rationale else None
-    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
-    scorer = decision_scorer(model, tok, cfg.data.prefix_buckets, row_buckets=(rows,))
-    batch_scorer = VerbalizedBatchScorer(scorer, tok, sampler, eos)
-    scores = score_batches(batch_scorer, source, builder, pipeline, max_users=len(records))
-    extra = {} if batch_scorer.tag_rate is None else {"answer_tag_rate": batch_scorer.tag_rate}
-    return _check_users(scores, records), extra
-
-
-def _sft_only(cfg, wd, tok, mesh, source, records):
-    if cfg.sft.steps == 0:
-        return None
-    return _verbalized(cfg, wd, tok, mesh, source, records, wd.sft, cfg.data.prompt_variant, rationale=True)
-
-
-def _zero_shot_pointwise(cfg, wd, tok, mesh, source, records):
-    return _verbalized(cfg, wd, tok, mesh, source, records, None, "no_cot", rationale=False)
-
-
-LLM_METHODS = {"r2rank": _r2rank, "sft_only": _sft_only, "zero_shot_pointwise": _zero_shot_pointwise}
-# Methods that read the run's own checkpoints: only meaningful in an R2Rank run.
-R2RANK_CHECKPOINT_METHODS = ("r2rank", "sft_only")
-
-
-def llm_methods(cfg: ExperimentConfig) -> dict:
-    """{name: scoring function} available to this run: R2Rank's, or a baseline run's own method
-    (`r2rank_jax.methods`) plus the checkpoint-free ones."""
-    module = methods.baseline_module(cfg.method)
-    if module is None:
-        return dict(LLM_METHODS)
-    out = {k: v for k, v in LLM_METHODS.items() if k not in R2RANK_CHECKPOINT_METHODS}
-    if hasattr(module, "score"):
-        out[cfg.method] = module.score
-    return out
-
-
-def run_methods(cfg: ExperimentConfig) -> tuple[str, ...]:
-    """`eval.methods`, and in a baseline run its own method first (always scored)."""
-    if cfg.method == methods.R2RANK:
-        return cfg.eval.methods
-    return (cfg.method, *[m for m in cfg.eval.methods if m != cfg.method])
+from r2rank_jax.run import builders as common
+from r2rank_jax.run.context import EvalPlan, RunContext, ScoreInput
+from r2rank_jax.run.listwise import zero_shot_listwise
+from r2rank_jax.run.workdir import Workdir
 
 
 def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathlib.Path) -> pathlib.Path:
@@ -139,22 +42,18 @@ def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathl
     return path
 
 
-def _check_config(cfg: ExperimentConfig) -> dict[str, pathlib.Path]:
-    """The compare runs {NAME: WORKDIR}; unknown methods and bad entries raise ConfigError."""
-    available = llm_methods(cfg)
-    unknown = [m for m in cfg.eval.methods if m not in available and m not in R2RANK_CHECKPOINT_METHODS]
-    if unknown:
-        raise ConfigError(f"eval.methods: unknown method(s) {unknown} for a run of method {cfg.method!r}; "
-                          f"known: {sorted(available)}")
+def _compared_runs(cfg: ExperimentConfig, plan: EvalPlan) -> dict[str, pathlib.Path]:
+    """The compare runs {NAME: WORKDIR}; bad entries raise ConfigError."""
     try:
-        return compare.parse_entries(cfg.eval.compare, taken=(*cfg.eval.methods, *cfg.eval.baselines))
+        return compare.parse_entries(cfg.eval.compare, taken=(*plan.order, *cfg.eval.baselines))
     except compare.CompareError as e:
         raise ConfigError(str(e)) from None
 
 
-def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
+def run(ctx: RunContext, plan: EvalPlan) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     e = cfg.eval
-    compared = _check_config(cfg)
+    compared = _compared_runs(cfg, plan)
     tok = common.tokenizer(cfg, wd, "eval")
     source = common.source(wd, e.split)
     records = source.records[:e.max_users] if e.max_users else source.records
@@ -166,12 +65,12 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None) -> dict:
     paths: dict[str, pathlib.Path] = {}
     extras: dict[str, dict] = {}
     skipped = []
-    available = llm_methods(cfg)
-    for name in run_methods(cfg):
-        if name not in available:          # an R2Rank checkpoint method in a baseline run
+    inp = ScoreInput(ctx, tok, source, records)
+    for name in plan.order:
+        if name not in plan.scorers:       # another method's checkpoint scorer (plan.unavailable says why)
             skipped.append(name)
             continue
-        out = available[name](cfg, wd, tok, mesh, source, records)
+        out = plan.scorers[name](inp)
         if out is None:
             skipped.append(name)
             continue

@@ -90,7 +90,7 @@ def abstract_state(cfg, mcfg, mesh):
     from r2rank_jax.models.decoder import Decoder
     from r2rank_jax.models.lora import LoRAParam
     from r2rank_jax.models.head import ScoringHead
-    from r2rank_jax.stages.common import optimizer
+    from r2rank_jax.run.builders import optimizer
     from r2rank_jax.train.state import Static, TrainState
 
     model = nnx.eval_shape(lambda: Decoder(mcfg, rngs=nnx.Rngs(0)))

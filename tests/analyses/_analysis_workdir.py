@@ -16,9 +16,9 @@ def save_random_head_checkpoint(workdir: pathlib.Path, seed: int = 0) -> None:
     """WORKDIR/rl/checkpoints/1: the base model and a head whose output layer is random, so that
     candidates get distinct scores (the default head's zero output layer ties them all)."""
     from r2rank_jax.config import OptimSpec, from_dict
-    from r2rank_jax.stages import common
-    from r2rank_jax.stages.build import build_model
-    from r2rank_jax.stages.workdir import Workdir
+    from r2rank_jax.run import builders as common
+    from r2rank_jax.run.build import build_model
+    from r2rank_jax.run.workdir import Workdir
 
     wd = Workdir(workdir)
     cfg = from_dict(json.loads((workdir / "config.json").read_text()))

@@ -12,7 +12,7 @@ from r2rank_jax.analyses import cold_start, cross_domain, history_length, histor
 from r2rank_jax.baselines.common import ItemIndex
 from r2rank_jax.baselines.popularity import popularity_scores
 from r2rank_jax.data.benchmark import load_split
-from r2rank_jax.stages.workdir import MissingInputError
+from r2rank_jax.run.workdir import MissingInputError
 
 # The shared workdir fixture runs prepare + eval (~20 s on a quiet machine, ~45 s loaded).
 pytestmark = pytest.mark.slow

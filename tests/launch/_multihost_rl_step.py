@@ -1,6 +1,6 @@
 """Manual check (not collected by pytest, ~1-2 min): 3 RL `train_step`s as 2 `jax.distributed` CPU processes
 (2 devices each, mesh fsdp:4 over both, each process putting only its users' rows with
-`stages.common.put_batch`) vs one process on 4 devices with the whole batch.
+`distributed.put_batch`) vs one process on 4 devices with the whole batch.
 
     PYTHONPATH=$PWD python tests/launch/_multihost_rl_step.py
 
@@ -27,7 +27,8 @@ def run(process_id: int, num_processes: int) -> list[dict]:
     import numpy as np
 
     from r2rank_jax.mesh import make_mesh
-    from r2rank_jax.stages.common import optimizer, put_batch
+    from r2rank_jax.distributed import put_batch
+    from r2rank_jax.run.builders import optimizer
     from r2rank_jax.config import OptimSpec
     from r2rank_jax.train.rl import RLConfig, make_train_step
     from r2rank_jax.train.state import create_train_state, state_shardings

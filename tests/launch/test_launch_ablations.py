@@ -18,9 +18,9 @@ from r2rank_jax.config import apply_overrides, load_config_file
 from r2rank_jax.data import prompt_text as pt
 from r2rank_jax.eval.compare import CompareError
 from r2rank_jax.eval.per_user import METRICS
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run import builders as common
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.workdir import Workdir
 
 DEBUG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
 pytestmark = pytest.mark.slow  # the session's `all` run (debug_run) takes about a minute
@@ -78,7 +78,7 @@ def test_zero_shot_pointwise_scores_match_a_full_sequence_forward(debug_run):
 
 
 def test_no_cot_sft_examples_are_decision_only(debug_run):
-    from r2rank_jax.stages.sft import decision_only
+    from r2rank_jax.methods.r2rank.sft import decision_only
     from r2rank_jax.train import sft_data
 
     cfg = apply_overrides(load_config_file(DEBUG), {"data.prompt_variant": "no_cot"})

@@ -9,8 +9,8 @@ import pytest
 
 from r2rank_jax import launch
 from r2rank_jax.eval.score_files import read_score_file
-from r2rank_jax.stages import common
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run import builders as common
+from r2rank_jax.run.workdir import Workdir
 
 DEBUG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
 pytestmark = pytest.mark.slow  # two `all` runs (~20 s each) plus the session's R2Rank run

@@ -6,7 +6,7 @@ import pytest
 
 from r2rank_jax import launch
 from r2rank_jax.config import ConfigError
-from r2rank_jax.stages.workdir import MissingInputError
+from r2rank_jax.run.workdir import MissingInputError
 
 DEBUG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
 

@@ -136,8 +136,8 @@ def _final_params(workdir: pathlib.Path, step: int) -> dict:
     from flax import nnx
 
     from r2rank_jax.config import load_config_file
-    from r2rank_jax.stages.build import build_model, load_tokenizer
-    from r2rank_jax.stages.workdir import Workdir
+    from r2rank_jax.run.build import build_model, load_tokenizer
+    from r2rank_jax.run.workdir import Workdir
     from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like
 
     cfg, wd = load_config_file(DEBUG), Workdir(workdir)
@@ -153,8 +153,8 @@ def test_two_process_sft_matches_one_process(tmp_path):
     from r2rank_jax import launch
     from r2rank_jax.config import apply_overrides, load_config_file
     from r2rank_jax.mesh import make_mesh
-    from r2rank_jax.stages import sft
-    from r2rank_jax.stages.workdir import Workdir
+    from r2rank_jax.methods.r2rank import sft
+    from r2rank_jax.run.workdir import Workdir
 
     base = tmp_path / "base"
     assert launch.main([f"--config={DEBUG}", f"--workdir={base}", "prepare"]) == 0

@@ -16,9 +16,9 @@ from r2rank_jax.methods import pointwise_llm as pl
 from r2rank_jax.methods import pointwise_llm_data as data
 from r2rank_jax.methods import prompt4nr, tallrec
 from r2rank_jax.methods.pointwise_llm_step import class_nll, make_class_step
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run import builders as common
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.workdir import Workdir
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.sft import make_sft_step, put_batch
 

@@ -34,7 +34,7 @@ def test_config_base_model_then_checkpoint_with_trained_head(tiny_world, tmp_pat
     assert head is None and name == "debug_cpu" and model.config.vocab_size == len(tok)
 
     from r2rank_jax.config import load_config_file
-    from r2rank_jax.stages.build import build_model
+    from r2rank_jax.run.build import build_model
 
     _, fresh_head = build_model(load_config_file(CONFIG), tok)
     assert not head_is_trained(fresh_head)

@@ -3,8 +3,8 @@ import json
 import pathlib
 
 from r2rank_jax.config import apply_overrides, load_config_file
-from r2rank_jax.stages.workdir import Workdir
-from r2rank_jax.teacher.stage import from_experiment, run_stage
+from r2rank_jax.run.workdir import Workdir
+from r2rank_jax.run.teacher import from_experiment, run_stage
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 

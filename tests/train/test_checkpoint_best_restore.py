@@ -6,7 +6,7 @@ import optax
 import pytest
 from flax import nnx
 
-from r2rank_jax.stages import common
+from r2rank_jax.run import builders as common
 from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, train_metadata
 from r2rank_jax.train.state import create_train_state
 from rl_fixtures import tiny_models

@@ -17,7 +17,7 @@ from r2rank_jax.models.config import LoRAConfig
 from r2rank_jax.models.decoder import Decoder
 from r2rank_jax.models.hf_port import hf_name, load_hf
 from r2rank_jax.models.lora import LoRAParam, merge_lora, with_lora
-from r2rank_jax.stages.build import build_model
+from r2rank_jax.run.build import build_model
 from r2rank_jax.tools import export_checkpoint
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like, train_metadata

@@ -1,7 +1,7 @@
 """Early stopping survives a resume: its counters travel with the data iterator's checkpointed state."""
 import math
 
-from r2rank_jax.stages.rl import EarlyStopping, _Until
+from r2rank_jax.methods.r2rank.rl import EarlyStopping, _Until
 
 
 class Counter:

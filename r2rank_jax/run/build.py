@@ -6,7 +6,7 @@ from typing import Any
 from flax import nnx
 
 from r2rank_jax.config import ExperimentConfig
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run.workdir import Workdir
 
 
 def load_tokenizer(cfg: ExperimentConfig, wd: Workdir, stage: str = "build") -> Any:

@@ -12,10 +12,8 @@ from r2rank_jax.data.benchmark import Record, write_jsonl
 from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.eval.listwise import GenerateFn, ListwiseScores, sampler_generate, score_listwise
 from r2rank_jax.eval.score_files import write_score_file
-from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, Sampler, SamplerConfig
-from r2rank_jax.sampling.stops import StopStrings
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
+from r2rank_jax.run import builders
+from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS
 
 METHOD = "zero_shot_listwise"
 BATCH_USERS = 8
@@ -37,18 +35,15 @@ def listwise_setup(cfg: ExperimentConfig, tok: Any, num_candidates: int, mesh=No
     Budget: the pointwise prefix budget plus K pointwise suffixes (a listwise prompt shows the same
     context once and every candidate), capped by the model's positions and the sampler's buckets.
     """
-    model, head = build_model(cfg, tok, mesh)
-    if run_dir is not None and common.restore_params(model, head, run_dir) is None:
+    parts = builders.model_from_checkpoint(cfg, tok, mesh, run_dir)
+    if parts is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    model, _ = parts
     d = cfg.data
     max_new = cfg.eval.max_new_tokens + TOKENS_PER_CANDIDATE * num_candidates
     budget = min(d.prefix_buckets[-1] + num_candidates * d.suffix_buckets[-1],
                  model.config.max_position_embeddings - max_new, DEFAULT_BUCKETS[-1])
-    buckets = tuple(b for b in DEFAULT_BUCKETS if b < budget) + (budget,)
-    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
-    sampler = Sampler(model, SamplerConfig(max_new_tokens=max_new, eos_ids=eos, pad_id=tok.pad_token_id or 0,
-                                           buckets=buckets),
-                      stops=StopStrings.from_tokenizer([common.STOP_STRING], tok, model.config.vocab_size))
+    sampler = builders.sampler(model, tok, cfg, max_new, buckets=builders.budget_buckets(budget))
     return ListwiseSetup(sampler_generate(sampler, tok, seed=cfg.seed), budget, max_new)
 
 

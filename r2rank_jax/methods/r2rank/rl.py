@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import json
 
-import jax
 import numpy as np
 
-from r2rank_jax.config import ExperimentConfig
-from r2rank_jax.stages import common
-from r2rank_jax.stages.scoring import mean_ndcg, score_split
-from r2rank_jax.stages.workdir import Workdir
-from r2rank_jax.train.loop import LoopConfig, run_loop
-from r2rank_jax.train.rl import RLConfig, make_train_step
+from r2rank_jax import distributed
+from r2rank_jax.methods.r2rank import plans
+from r2rank_jax.run import builders as common, driver, seeds
+from r2rank_jax.run.context import RunContext
+from r2rank_jax.run.scoring import mean_ndcg, score_split
+from r2rank_jax.train.rl import make_train_step
 from r2rank_jax.train.rollout import rollout
 from r2rank_jax.train.state import state_shardings
 
@@ -79,43 +78,39 @@ class _Until:
         getattr(self.it, "start_prefetch", lambda: None)()
 
 
-def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
-    r = cfg.rl
+def run(ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
+    r, plan = cfg.rl, plans.rollout_plan(cfg)
     tokenizer = common.tokenizer(cfg, wd, "rl")
     model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh)
     static, state = common.train_state(model, head, None if r.freeze_llm else r.llm_optim, r.head_optim, cfg.seed,
                                        mesh)
-    sampler = common.sampler(model, tokenizer, cfg, r.max_new_tokens)
-    rl_cfg = RLConfig(num_rankings=r.num_rankings, advantage=r.advantage, baseline=r.baseline, clip_eps=r.clip_eps,
-                      temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm, microbatches=r.microbatches,
-                      freeze_llm=r.freeze_llm)
-    train_step = make_train_step(static, rl_cfg, state_sharding=state_shardings(state) if mesh else None, mesh=mesh)
-    builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=r.batch_users)
+    sampler = common.sampler(model, tokenizer, cfg, plan.max_new_tokens)
+    train_step = make_train_step(static, plans.rl_config(cfg), state_sharding=state_shardings(state) if mesh else None,
+                                 mesh=mesh)
+    builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=plan.batch_users)
     train_iter = common.iterator(wd, "train", builder, pipeline)
     valid = common.source(wd, "valid")
-    stopper = EarlyStopping(r.patience)
+    stopper = EarlyStopping(plan.patience)
 
     def rl_step(state, batch):
         u, k = batch["labels"].shape
-        params = common.sampling_params(u * k, r.temperature)
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1), int(state.step))
+        params = common.sampling_params(u * k, plan.temperature)
+        key = seeds.step_key(cfg.seed, seeds.R2RANK_ROLLOUT, int(state.step))
         rl_batch, _ = rollout(sampler, state.llm, batch, params, key)
         # Multi-host: every host read the whole batch (the sampler takes the same prompts on every
         # process) and gathered the whole rollout, so it passes the whole RLBatch.
-        return train_step(state, common.put_batch(rl_batch, mesh, host_rows=False))
+        return train_step(state, distributed.put_batch(rl_batch, mesh, host_rows=False))
 
     def evaluate(state):
         scores = score_split(sampler, state.llm, static.head_def, state.head, valid, builder, pipeline,
-                             max_users=r.eval_users)
+                             max_users=plan.eval_users)
         ndcg = mean_ndcg(scores)
         stopper.update(ndcg)
         return {"valid_ndcg@10": ndcg, "best_valid_ndcg@10": stopper.best}
 
-    with common.logger(wd, "rl", r.steps) as logger, common.checkpointer(wd.rl, model, head, "valid_ndcg@10") as ckpt:
-        result = run_loop(LoopConfig(total_steps=r.steps, log_every=max(1, min(10, r.eval_every)),
-                                     eval_every=r.eval_every, save_every=r.checkpoint_every, resume=resume),
-                          state, rl_step, _Until(stopper, train_iter), logger=logger, checkpointer=ckpt,
-                          eval_fn=evaluate, stage="rl")
+    result = driver.train(wd, "rl", wd.rl, model, head, plans.rl_loop(cfg, ctx.resume), state, rl_step,
+                          _Until(stopper, train_iter), best_metric="valid_ndcg@10", eval_fn=evaluate)
     summary = {"stage": "rl", "step": result.step, "preempted": result.preempted, "early_stopped": stopper.stop,
                "best_valid_ndcg@10": stopper.best if np.isfinite(stopper.best) else None}
     print(json.dumps(summary))

@@ -18,15 +18,16 @@ import zlib
 
 from r2rank_jax import distributed
 from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.methods.r2rank import plans
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.data.prompts import UserPrompts
-from r2rank_jax.stages import common
-from r2rank_jax.stages.build import build_model
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run import builders as common, driver
+from r2rank_jax.run.build import build_model
+from r2rank_jax.run.context import RunContext
+from r2rank_jax.run.workdir import Workdir
 from r2rank_jax.teacher.prompts import answer_tag
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.logging import to_python
-from r2rank_jax.train.loop import LoopConfig, run_loop
 from r2rank_jax.train.sft import put_batch
 from r2rank_jax.train.sft_eval import make_sft_eval
 
@@ -57,7 +58,8 @@ def decision_only(examples: list[sft_data.SFTExample], cfg: ExperimentConfig, to
     return out
 
 
-def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> dict:
+def run(ctx: RunContext) -> dict:
+    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     s = cfg.sft
     if s.steps == 0:
         summary = {"stage": "sft", "skipped": "sft.steps=0 (RL starts from the base model)"}
@@ -68,30 +70,21 @@ def run(cfg: ExperimentConfig, wd: Workdir, mesh=None, resume: bool = False) -> 
     model, head = build_model(cfg, tok, mesh)
     static, state, step_fn = common.sft_state_and_step(model, head, s.optim, s.microbatches, cfg.seed, mesh)
     examples = sft_data.load_corpus(corpus, tok)
-    response_buckets = s.response_buckets
     if cfg.data.prompt_variant == "no_cot":
         examples = decision_only(examples, cfg, tok, wd)
-        response_buckets = tuple(sorted({16, *response_buckets}))
     train = [e for e in examples if not held_out(e.user_id)]
     evals = [e for e in examples if held_out(e.user_id)]
     if not train:
         raise ValueError(f"{corpus}: no training examples (the teacher filter accepted nothing?)")
     # Multi-host: this host reads only its block of every global batch of sft.batch_size rows.
     shard_index, shard_count = distributed.host_batch_shard(mesh)
-    data_cfg = sft_data.SFTDataConfig(
-        batch_size=distributed.host_batch_size(s.batch_size, mesh, "sft.batch_size"), seed=cfg.seed, too_long="skip",
-        shard_index=shard_index, shard_count=shard_count,
-        prompt_buckets=tuple(sorted({p + q for p in cfg.data.prefix_buckets for q in cfg.data.suffix_buckets})),
-        response_buckets=response_buckets)
+    data_cfg = dataclasses.replace(plans.sft_data_config(cfg), shard_index=shard_index, shard_count=shard_count,
+                                   batch_size=distributed.host_batch_size(s.batch_size, mesh, "sft.batch_size"))
     data_iter = sft_data.make_iterator(train, data_cfg, tok.pad_token_id)
     eval_fn = make_sft_eval(static, evals, tok, data_cfg, s.batch_size, mesh) if evals else None
-    with common.logger(wd, "sft", s.steps) as logger, \
-            common.checkpointer(wd.sft, model, head, "eval_loss" if evals else None, "min") as ckpt:
-        result = run_loop(LoopConfig(total_steps=s.steps, log_every=max(1, min(10, s.eval_every)),
-                                     eval_every=s.eval_every if evals else 0, save_every=s.checkpoint_every,
-                                     resume=resume),
-                          state, step_fn, data_iter, logger=logger, checkpointer=ckpt,
-                          put=lambda b: put_batch(b, mesh), eval_fn=eval_fn, stage="sft")
+    result = driver.train(wd, "sft", wd.sft, model, head, plans.sft_loop(cfg, ctx.resume, has_eval=bool(evals)),
+                          state, step_fn, data_iter, best_metric="eval_loss" if evals else None, best_mode="min",
+                          put=lambda b: put_batch(b, mesh), eval_fn=eval_fn)
     summary = {"stage": "sft", "step": result.step, "preempted": result.preempted, "train_examples": len(train),
                "eval_examples": len(evals), "last": {k: to_python(v) for k, v in result.last_metrics.items()}}
     print(json.dumps(summary, default=str))

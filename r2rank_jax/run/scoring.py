@@ -72,6 +72,13 @@ def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any
     return score_batches(batch_scores, source, builder, pipeline, max_users, seed)
 
 
+def check_users(scores: SplitScores, records) -> np.ndarray:
+    """`scores.scores` `[U, K]`, after checking they are of `records`' users, in order."""
+    if scores.user_ids != [r.user_id for r in records]:
+        raise RuntimeError("scored users differ from the split's first users (pipeline order changed?)")
+    return scores.scores
+
+
 def mean_ndcg(scores: SplitScores, k: int = 10) -> float:
     from r2rank_jax.ranking.metrics import ndcg_at_k_from_scores
 

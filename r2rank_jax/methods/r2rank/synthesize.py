@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 
-from r2rank_jax.config import ExperimentConfig
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run.context import RunContext
 
 
-def run(cfg: ExperimentConfig, wd: Workdir) -> dict:
-    from r2rank_jax.teacher.stage import run_stage
+def run(ctx: RunContext) -> dict:
+    from r2rank_jax.run.teacher import run_stage
 
+    cfg, wd = ctx.cfg, ctx.wd
     if cfg.sft.steps == 0:
         summary = {"stage": "synthesize", "skipped": "sft.steps=0: no stage trains on the corpus"}
         print(json.dumps(summary))

@@ -5,20 +5,16 @@ import dataclasses
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from r2rank_jax import distributed
 from r2rank_jax.config import ExperimentConfig, OptimSpec
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, fit_to_buckets, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
-from r2rank_jax.mesh import batch_sharding
 from r2rank_jax.sampling.params import SamplingParams
-from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
+from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, Sampler, SamplerConfig
 from r2rank_jax.sampling.stops import StopStrings
-from r2rank_jax.stages.build import build_model, load_tokenizer
-from r2rank_jax.stages.workdir import Workdir
+from r2rank_jax.run.build import build_model, load_tokenizer
+from r2rank_jax.run.workdir import Workdir
 from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, abstract_like, train_metadata
 from r2rank_jax.train.logging import MetricsLogger
 from r2rank_jax.train.optim import OptimConfig, make_optimizer
@@ -33,8 +29,13 @@ def tokenizer(cfg: ExperimentConfig, wd: Workdir, stage: str) -> Any:
     return load_tokenizer(cfg, wd, stage)
 
 
+def optim_config(spec: OptimSpec) -> OptimConfig:
+    """The one mapping from a config's OptimSpec to the library's OptimConfig."""
+    return OptimConfig(**dataclasses.asdict(spec))
+
+
 def optimizer(spec: OptimSpec):
-    return make_optimizer(OptimConfig(**dataclasses.asdict(spec)))
+    return make_optimizer(optim_config(spec))
 
 
 def train_state(model, head, llm_optim: OptimSpec | None, head_optim: OptimSpec, seed: int, mesh=None):
@@ -52,7 +53,7 @@ def sft_state_and_step(model, head, optim: OptimSpec, microbatches: int, seed: i
     from r2rank_jax.train.sft import SFTConfig, make_sft_step
     from r2rank_jax.train.state import state_shardings
 
-    opt = OptimConfig(**dataclasses.asdict(optim))
+    opt = optim_config(optim)
     static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
                                        jax.random.PRNGKey(seed), mesh)
     step_fn = make_sft_step(static, SFTConfig(microbatches), learning_rate_schedule(opt),
@@ -86,6 +87,15 @@ def restore_params(model, head, run_dir) -> int | None:
     return step
 
 
+def model_from_checkpoint(cfg: ExperimentConfig, tok: Any, mesh=None, run_dir=None):
+    """(decoder, head) with RUN_DIR's best (else latest) checkpoint, or the base model when run_dir is None;
+    None when RUN_DIR holds no checkpoint."""
+    model, head = build_model(cfg, tok, mesh)
+    if run_dir is not None and restore_params(model, head, run_dir) is None:
+        return None
+    return model, head
+
+
 def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=None):
     """(decoder, head): the SFT checkpoint's parameters when WORKDIR/sft has one, else the base model.
     With `sft.steps=0` (the RL-only ablation) always the base model, whatever WORKDIR/sft holds."""
@@ -95,12 +105,29 @@ def model_from_sft_or_base(cfg: ExperimentConfig, wd: Workdir, tok: Any, mesh=No
     return model, head
 
 
-def sampler(model, tok: Any, cfg: ExperimentConfig, max_new_tokens: int) -> Sampler:
-    eos = tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
-    buckets = tuple(sorted(set(cfg.data.prefix_buckets) | set(cfg.data.suffix_buckets)))
-    return Sampler(model, SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=eos, pad_id=tok.pad_token_id or 0,
-                                        buckets=buckets),
-                   stops=StopStrings.from_tokenizer([STOP_STRING], tok, model.config.vocab_size))
+def eos_ids(model, tok: Any) -> tuple[int, ...]:
+    """The tokenizer's EOS and the model config's EOS ids (generation stops at any of them)."""
+    return tuple(i for i in {tok.eos_token_id, *model.config.eos_token_ids} if i is not None)
+
+
+def run_buckets(cfg: ExperimentConfig) -> tuple[int, ...]:
+    """The sampler buckets of the run's shared-prefix prompts: every prefix and suffix bucket."""
+    return tuple(sorted(set(cfg.data.prefix_buckets) | set(cfg.data.suffix_buckets)))
+
+
+def budget_buckets(budget: int) -> tuple[int, ...]:
+    """Whole-prompt buckets up to a token budget: the sampler's default buckets below it, then the budget."""
+    return tuple(b for b in DEFAULT_BUCKETS if b < budget) + (budget,)
+
+
+def sampler(model, tok: Any, cfg: ExperimentConfig | None, max_new_tokens: int,
+            buckets: tuple[int, ...] | None = None, stop_at_answer: bool = True) -> Sampler:
+    """The one way a stage builds its sampler: stops at EOS (and at ``</answer>`` unless `stop_at_answer`
+    is False); prompts padded to `buckets` (default: the run's prefix and suffix buckets)."""
+    buckets = run_buckets(cfg) if buckets is None else buckets
+    stops = StopStrings.from_tokenizer([STOP_STRING], tok, model.config.vocab_size) if stop_at_answer else None
+    return Sampler(model, SamplerConfig(max_new_tokens=max_new_tokens, eos_ids=eos_ids(model, tok),
+                                        pad_id=tok.pad_token_id or 0, buckets=buckets), stops=stops)
 
 
 def sampling_params(batch: int, temperature: float) -> SamplingParams:
@@ -124,13 +151,3 @@ def source(wd: Workdir, split: str) -> SplitSource:
 
 def iterator(wd: Workdir, split: str, builder: PromptBuilder, pipeline: PipelineConfig):
     return make_iterator(source(wd, split), builder, pipeline)
-
-
-def put_batch(batch: Any, mesh=None, host_rows: bool = True) -> Any:
-    """Host arrays → device arrays (batch dim over (data, fsdp) on a mesh). Multi-host: ``host_rows``
-    means ``batch`` holds this host's rows of the global batch (`distributed.put_local`); otherwise
-    every host passes the same whole batch (`distributed.put_replicated_input`)."""
-    if mesh is None:
-        return jax.tree.map(jnp.asarray, batch)
-    put = distributed.put_local if host_rows else distributed.put_replicated_input
-    return jax.tree.map(lambda x: put(x, batch_sharding(mesh, np.ndim(x))), batch)

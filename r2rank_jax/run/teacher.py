@@ -38,7 +38,7 @@ def from_experiment(cfg: Any) -> tuple[TeacherSpec, SynthesisConfig, PromptConfi
 
 def run_stage(cfg: Any, wd: Any) -> dict[str, Any]:
     """Synthesizes (or resumes) the corpus of ``cfg`` into ``wd.teacher``; returns the stats."""
-    from r2rank_jax.stages.build import load_tokenizer
+    from r2rank_jax.run.build import load_tokenizer
 
     spec, config, prompt_config = from_experiment(cfg)
     benchmark = wd.require(wd.benchmark, "synthesize", "prepare")
