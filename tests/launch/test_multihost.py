@@ -154,6 +154,7 @@ def test_two_process_sft_matches_one_process(tmp_path):
     from r2rank_jax.config import apply_overrides, load_config_file
     from r2rank_jax.mesh import make_mesh
     from r2rank_jax.methods.r2rank import sft
+    from r2rank_jax.run.context import RunContext
     from r2rank_jax.run.workdir import Workdir
 
     base = tmp_path / "base"
@@ -165,7 +166,7 @@ def test_two_process_sft_matches_one_process(tmp_path):
 
     # One process, 4 of this test process's (8) CPU devices, global batch sft.batch_size = 4.
     cfg = apply_overrides(load_config_file(DEBUG), SFT_OVERRIDES)
-    sft.run(cfg, Workdir(one), make_mesh(MESH, devices=jax.devices()[:4]))
+    sft.run(RunContext(cfg, Workdir(one), make_mesh(MESH, devices=jax.devices()[:4])))
     _spawn_two(two)
 
     ref, got = _sft_records(one), _sft_records(two)
