@@ -86,6 +86,38 @@ def run_stage(stage: str, ctx) -> dict:
     return fn(ctx)
 
 
+def resolved_plans(cfg) -> dict:
+    """Every library config the stages build from `cfg`, shared and per registered method ({name: config, or
+    the error it raises}). Pure: builds no model, reads no file."""
+    from r2rank_jax.methods import registry
+    from r2rank_jax.methods.eval_plan import eval_plan
+    from r2rank_jax.run import build, builders, teacher
+    from r2rank_jax.stages import prepare
+
+    shared = {
+        "prepare": lambda: prepare.plan(cfg),
+        "tokenizer": lambda: build.tokenizer_plan(cfg),
+        "model": lambda: build.model_plan(cfg),
+        "prompts": lambda: builders.prompt_configs(cfg, cfg.rl.batch_users),
+        "sampler.buckets": lambda: builders.run_buckets(cfg),
+        "teacher": lambda: teacher.from_experiment(cfg),
+        "eval.plan": lambda: (eval_plan(cfg).order, tuple(eval_plan(cfg).unavailable)),
+        "eval": lambda: cfg.eval,          # read whole by stages/evaluate.py and the scorers
+    }
+    out = {}
+    for name, fn in shared.items():
+        try:
+            out[name] = fn()
+        except (ValueError, TypeError) as e:
+            out[name] = ("error", type(e).__name__, str(e))
+    for method in registry.known():
+        try:
+            out[f"method.{method}"] = registry.get(method).plans(cfg)
+        except (ValueError, TypeError) as e:
+            out[f"method.{method}"] = ("error", type(e).__name__, str(e))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(argv)
     maybe_init_distributed()

@@ -33,7 +33,7 @@ from r2rank_jax.methods.pointwise_llm_step import make_class_step, pool_words
 from r2rank_jax.ranking.metrics import ndcg_at_k_from_scores
 from r2rank_jax.methods.protocol import MethodBase, Scorer
 from r2rank_jax.run import builders as common, driver
-from r2rank_jax.run.build import build_model
+from r2rank_jax.run.build import build_model, model_plan
 from r2rank_jax.run.context import RunContext, ScoreInput
 from r2rank_jax.run.scoring import check_users, score_batches
 from r2rank_jax.train import sft_data
@@ -176,7 +176,7 @@ class PointwiseLLM(MethodBase):
 
     def plans(self, cfg: ExperimentConfig) -> dict[str, Any]:
         spec = self.method.spec(cfg)
-        return {"model.lora": run_config(cfg, spec).model.lora, "sft.loop": loop_config(spec),
+        return {"model": model_plan(run_config(cfg, spec)), "sft.loop": loop_config(spec),
                 "sft.optim": common.optim_config(spec.optim),
                 "sft.pairs": {"batch_size": spec.batch_size, "negatives_per_positive": spec.negatives_per_positive,
                               "relevant_words": spec.relevant_words, "irrelevant_words": spec.irrelevant_words,

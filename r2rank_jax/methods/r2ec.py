@@ -32,7 +32,7 @@ from r2rank_jax import distributed
 from r2rank_jax.methods.protocol import MethodBase, Scorer as MethodScorer
 from r2rank_jax.methods.registry import register
 from r2rank_jax.run import builders as common, driver, seeds
-from r2rank_jax.run.build import build_model
+from r2rank_jax.run.build import build_model, model_plan
 from r2rank_jax.run.context import RunContext, ScoreInput
 from r2rank_jax.sampling.sampler import Sampler
 from r2rank_jax.train.loop import LoopConfig
@@ -43,8 +43,12 @@ from r2rank_jax.train.state import create_train_state, state_shardings
 def model(cfg: ExperimentConfig, tok, mesh=None):
     """(decoder with `r2ec.lora` adapters, placeholder head): the head only keeps the shared
     TrainState/checkpoint layout; R²ec scores with embeddings, not with it."""
-    with_lora = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lora=cfg.r2ec.lora))
-    return build_model(with_lora, tok, mesh)
+    return build_model(run_config(cfg), tok, mesh)
+
+
+def run_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """`cfg` with R²ec's adapters (`r2ec.lora`) in place of `model.lora`."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lora=cfg.r2ec.lora))
 
 
 def prompts(cfg: ExperimentConfig, tok, source: SplitSource) -> R2ecPrompts:
@@ -159,4 +163,4 @@ class R2ec(MethodBase):
 
     def plans(self, cfg: ExperimentConfig) -> dict[str, Any]:
         # make_train_step and the rollout read the R2ECSpec itself (r2ec_step.py): the spec is the library config.
-        return {"rl.spec": cfg.r2ec, "rl.loop": loop_config(cfg), "rl.optim": common.optim_config(cfg.r2ec.optim)}
+        return {"model": model_plan(run_config(cfg)), "rl.spec": cfg.r2ec, "rl.loop": loop_config(cfg), "rl.optim": common.optim_config(cfg.r2ec.optim)}

@@ -137,12 +137,18 @@ def sampling_params(batch: int, temperature: float) -> SamplingParams:
 def prompts_and_pipeline(cfg: ExperimentConfig, tok: Any, wd: Workdir, batch_users: int,
                          variant: str | None = None) -> tuple[PromptBuilder, PipelineConfig]:
     """Prompt builder (`variant`, default `data.prompt_variant`) and pipeline config of the run."""
+    prompt_cfg, pipeline = prompt_configs(cfg, batch_users, variant)
+    return PromptBuilder(tok, source(wd, "train").items, prompt_cfg), pipeline
+
+
+def prompt_configs(cfg: ExperimentConfig, batch_users: int, variant: str | None = None
+                   ) -> tuple[PromptConfig, PipelineConfig]:
+    """The run's prompt config (its budget fitted to the buckets) and pipeline config, from `cfg` alone."""
     d = cfg.data
-    variant = variant or d.prompt_variant
     pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets, suffix_buckets=d.suffix_buckets,
                               seed=cfg.seed)
-    prompt_cfg = fit_to_buckets(PromptConfig(variant=variant, max_prompt_tokens=d.max_prompt_tokens), pipeline)
-    return PromptBuilder(tok, source(wd, "train").items, prompt_cfg), pipeline
+    prompt_cfg = PromptConfig(variant=variant or d.prompt_variant, max_prompt_tokens=d.max_prompt_tokens)
+    return fit_to_buckets(prompt_cfg, pipeline), pipeline
 
 
 def source(wd: Workdir, split: str) -> SplitSource:
