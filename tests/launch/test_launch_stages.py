@@ -18,6 +18,31 @@ def test_unknown_config_key_and_bad_arguments(tmp_path):
         launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--bogus=1", "prepare"])
 
 
+def test_help_lists_every_registered_method_and_its_stages(capsys):
+    from r2rank_jax.methods import protocol, registry
+
+    with pytest.raises(SystemExit):
+        launch.main(["--help"])
+    out = capsys.readouterr().out
+    for name in registry.known():
+        stages = ", ".join(protocol.stages_of(registry.get(name))) or "none"
+        assert any(line.split()[:1] == [name] and f"stages: {stages};" in line for line in out.splitlines()), name
+    assert "r2rank" in out and "stages: synthesize, sft, rl;" in out
+
+
+@pytest.mark.parametrize("method,stage", [("tallrec", "rl"), ("r2ec", "sft"), ("zero_shot_pointwise", "synthesize")])
+def test_a_stage_the_method_lacks_is_skipped_the_same_way(tmp_path, capsys, method, stage):
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", f"--config.method={method}", stage]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {"stage": stage, "skipped": f"method {method!r} has no {stage!r} stage"}
+
+
+def test_unknown_method_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="method: unknown method 'tallrek'; known: r2rank, prompt4nr"):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path / 'w'}", "--config.method=tallrek", "prepare"])
+    assert not (tmp_path / "w").exists()
+
+
 def test_stage_without_its_inputs(tmp_path):
     with pytest.raises(MissingInputError, match="stage 'rl' needs .*benchmark, which stage 'prepare' writes"):
         launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "rl"])
