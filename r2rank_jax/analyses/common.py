@@ -2,8 +2,8 @@
 records with replaced fields, and writing `<workdir>/analyses/NAME.{md,json,png}`.
 
 A *scorer* maps records to scores `[N, K]` (row i in records[i]'s candidate order, higher = better).
-Model scorers reuse the eval stage's path: `stages.build.build_model`, `stages.common.restore_params`
-and `stages.scoring.score_split` for the pointwise methods, `stages.listwise` for the listwise one.
+Model scorers reuse the eval stage's path: `run.build.build_model`, `run.builders.restore_params`
+and `run.scoring.score_split` for the pointwise methods, `run.listwise` for the listwise one.
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ import numpy as np
 from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.data.benchmark import write_jsonl
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
+from r2rank_jax.data.textio import iter_jsonl
 from r2rank_jax.eval.listwise import ParseStats, parse_listwise, ranking_scores
 from r2rank_jax.methods import r2rec_prompts
 from r2rank_jax.methods.r2rec_chains import ChainGraph
@@ -53,7 +54,7 @@ SCORE_BATCH = 8
 
 
 def prompt_budget(cfg: ExperimentConfig, num_candidates: int, max_positions: int | None = None) -> int:
-    """Whole-prompt token budget: `r2rec.max_prompt_tokens`, else the listwise one (stages/listwise.py)."""
+    """Whole-prompt token budget: `r2rec.max_prompt_tokens`, else the listwise one (run/listwise.py)."""
     if cfg.r2rec.max_prompt_tokens:
         return cfg.r2rec.max_prompt_tokens
     d = cfg.data
@@ -139,10 +140,7 @@ def synthesize(ctx: RunContext) -> dict:
 
 def load_traces(path, tok) -> list[sft_data.SFTExample]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        obj = json.loads(line)
+    for n, obj in iter_jsonl(path):
         for key in ("user_id", "candidate", "prompt_ids", "response"):
             if key not in obj:
                 raise ValueError(f"{path}:{n}: missing field {key!r}")

@@ -1,6 +1,6 @@
 """Model, tokenizer and scoring head for `serve --config=... --workdir=... [--checkpoint=DIR]`.
 
-The model and tokenizer are built like the training stages build them (`stages.build`). Parameters
+The model and tokenizer are built like the training stages build them (`run.build`). Parameters
 (LLM and head) come from the checkpoint directory given, else from ``WORKDIR/rl/checkpoints``, else
 ``WORKDIR/sft/checkpoints`` (latest step); without any, the base model is served. The head counts
 as trained when its output layer is non-zero: a fresh `ScoringHead` starts with zero output weights.
