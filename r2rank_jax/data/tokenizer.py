@@ -30,6 +30,7 @@ from typing import Any
 
 from r2rank_jax.data import benchmark
 from r2rank_jax.data import prompt_text as pt
+from r2rank_jax.data.world_phrases import REASONING_PHRASES
 
 UNK, PAD, IM_START, IM_END = "<unk>", "<pad>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS: tuple[str, ...] = (UNK, PAD, IM_START, IM_END)
@@ -55,8 +56,6 @@ def template_lines() -> list[str]:
 
 def world_corpus(benchmark_dir: str | os.PathLike[str]) -> list[str]:
     """Training lines for the tokenizer of a prepared benchmark (see module docstring)."""
-    from r2rank_jax.data.synthetic import REASONING_PHRASES
-
     items = benchmark.load_items(benchmark_dir)
     lines: list[str] = []
     for obj in items.values():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from r2rank_jax.models.config import ModelConfig
-from r2rank_jax.models.lora import adapted, add_adapters
+from r2rank_jax.models.lora_layers import adapted, add_adapters
 from r2rank_jax.mesh import constrain
 from r2rank_jax.models.rope import apply_rope
 

@@ -18,7 +18,7 @@ from r2rank_jax.mesh import constrain
 from r2rank_jax.models.attention import Attention, Source, attend
 from r2rank_jax.models.config import ModelConfig
 from r2rank_jax.models.kv_cache import KVCache, heads_first, keys_last
-from r2rank_jax.models.lora import adapted, add_adapters
+from r2rank_jax.models.lora_layers import adapted, add_adapters
 from r2rank_jax.models.rope import inverse_frequencies, rope_tables
 
 

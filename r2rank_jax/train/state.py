@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from r2rank_jax.distributed import put_same_value
 from r2rank_jax.mesh import param_shardings
-from r2rank_jax.models.lora import LoRAParam
+from r2rank_jax.models.lora_layers import LoRAParam
 
 
 @flax.struct.dataclass
