@@ -36,7 +36,6 @@ and the per-host ``batch_users``.
 """
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -45,6 +44,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from r2rank_jax import buckets as buckets_
 from r2rank_jax.data import benchmark
 from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompts import BudgetStats, PromptBuilder, PromptConfig, UserPrompts
@@ -114,11 +114,8 @@ def fit_to_buckets(prompts: PromptConfig, config: PipelineConfig) -> PromptConfi
 
 def bucket(length: int, buckets: Sequence[int], what: str) -> int:
     """The smallest bucket >= ``length``."""
-    i = bisect.bisect_left(buckets, length)
-    if i == len(buckets):
-        raise ValueError(f"a {what} of {length} tokens exceeds the largest bucket {buckets[-1]}; set the prompt "
-                         f"budget (PromptConfig.max_prefix_tokens / max_suffix_tokens) to fit the buckets")
-    return buckets[i]
+    return buckets_.choose(length, buckets, what, hint="; set the prompt budget (PromptConfig.max_prefix_tokens / "
+                           "max_suffix_tokens) to fit the buckets")
 
 
 class TokenizeUser(grain.transforms.Map):

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2rank_jax.buckets import choose as choose_bucket
 from r2rank_jax.data.prompt_text import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
@@ -156,12 +157,7 @@ class AnswerScorer:
 
     @staticmethod
     def _bucket(length: int, buckets: tuple[int, ...], what: str) -> int:
-        if length < 1:
-            raise ValueError(f"empty {what}: every {what} needs at least one token")
-        for b in buckets:
-            if b >= length:
-                return b
-        raise ValueError(f"a {what} of {length} tokens exceeds the largest bucket {buckets[-1]}")
+        return choose_bucket(length, buckets, what, allow_empty=False)
 
     def _run(self, prefixes, rows, starts, state) -> np.ndarray:
         last = max(st + len(r) for st, r in zip(starts, rows)) + self.answer_tokens.shape[1]

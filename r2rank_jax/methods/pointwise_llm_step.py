@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from r2rank_jax.train.sft import _split_micro
+from r2rank_jax.train.microbatch import split_rows
 from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 
 NUM_CLASSES = 2  # 0 = relevant (the positive's class), 1 = irrelevant
@@ -95,7 +95,7 @@ def make_class_step(static: Static, word_ids: Sequence[int], word_class: Sequenc
             return (jax.tree.map(jnp.add, grads, g), loss + l, correct + c), None
 
         init = (jax.tree.map(jnp.zeros_like, trained), jnp.zeros(()), jnp.zeros((), jnp.int32))
-        (grads, loss, correct), _ = jax.lax.scan(accumulate, init, _split_micro(batch, microbatches))
+        (grads, loss, correct), _ = jax.lax.scan(accumulate, init, split_rows(dict(batch), microbatches))
         new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, grads, loss)
         metrics = {"loss": loss, "accuracy": correct / denom, "tokens": rows, "grad_norm": gnorm,
                    "skipped": (~ok).astype(jnp.int32)}

@@ -20,15 +20,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
-import numpy as np
-
 from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.run.context import RunContext, ScoreInput
 
 TRAINING_STAGES = ("synthesize", "sft", "rl")
 
 StageFn = Callable[[RunContext], dict]
-ScoreFn = Callable[[ScoreInput], "tuple[np.ndarray, dict] | None"]
+ScoreFn = Callable[[ScoreInput], Any]        # -> (scores [U, K] float, extra result fields) | None
 
 
 @dataclasses.dataclass(frozen=True)

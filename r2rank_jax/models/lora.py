@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from r2rank_jax.mesh import param_shardings
 from r2rank_jax.models.config import LoRAConfig
 from r2rank_jax.models.decoder import Decoder
-from r2rank_jax.models.lora_layers import LoRA, LoRAParam, adapted, add_adapters  # noqa: F401 (re-exported)
+from r2rank_jax.models.lora_layers import LoRAParam
 
 
 def with_lora(model: Any, lora: LoRAConfig, seed: int = 0, mesh: Mesh | None = None) -> Any:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from r2rank_jax import buckets as buckets_
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
 from r2rank_jax.sampling.loop import SampleOutput, decode_loop
@@ -63,18 +64,12 @@ class SamplerConfig:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.decode_devices < 1:
             raise ValueError(f"decode_devices must be >= 1, got {self.decode_devices}")
-        if not self.buckets or list(self.buckets) != sorted(set(self.buckets)) or self.buckets[0] < 1:
-            raise ValueError(f"buckets must be increasing positive lengths, got {self.buckets}")
+        buckets_.check(self.buckets)
 
     def bucket(self, length: int, what: str = "prompt") -> int:
-        if length < 1:
-            raise ValueError(f"empty {what}: every {what} needs at least one token")
-        for b in self.buckets:
-            if b >= length:
-                return b
-        raise ValueError(f"{what} of {length} tokens exceeds the largest bucket {self.buckets[-1]} "
-                         f"(the KV cache holds at most {self.buckets[-1]} prompt tokens + {self.max_new_tokens} "
-                         "new ones); raise SamplerConfig.buckets or shorten the prompt")
+        return buckets_.choose(length, self.buckets, what, allow_empty=False,
+                               hint=f" (the KV cache holds at most {self.buckets[-1]} prompt tokens + "
+                                    f"{self.max_new_tokens} new ones); raise SamplerConfig.buckets or shorten the prompt")
 
 
 # ---------------------------------------------------------------------------------- jitted pieces

@@ -24,6 +24,7 @@ import optax
 from r2rank_jax.ranking import plackett_luce as pl
 from r2rank_jax.ranking.metrics import ndcg_at_k_jax
 from r2rank_jax.train import losses
+from r2rank_jax.train.microbatch import split_rows
 from r2rank_jax.train.rl_batch import RLBatch, continuation_hidden, decision_hidden, rationale_inputs
 from r2rank_jax.train.state import Static, TrainState, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
@@ -113,17 +114,6 @@ def candidate_scores(static: Static, llm, head_params, batch: RLBatch, shared_pr
     return jnp.where(batch.candidate_mask, head(decision_hidden(hidden, batch)).reshape(u, k), -jnp.inf)
 
 
-def _split_micro(batch: RLBatch, n: int) -> tuple[RLBatch, jax.Array]:
-    """`[U, ...]` → `[n, U // n, ...]` with microbatch i holding users i, i + n, i + 2n, ... (interleaved, so
-    a user axis sharded over devices in contiguous blocks stays sharded the same way in every
-    microbatch), and the users' indices `[n, U // n]`."""
-    u = batch.prefix_tokens.shape[0]
-    if u % n:
-        raise ValueError(f"{u} users per batch are not divisible into {n} microbatches")
-    split = lambda x: jnp.swapaxes(x.reshape((u // n, n) + x.shape[1:]), 0, 1)  # noqa: E731
-    return jax.tree.map(split, batch), split(jnp.arange(u))
-
-
 def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=None) -> Callable:
     """Returns `train_step(state, batch) -> (state, metrics)`, jitted once, with the state donated."""
     def loss_fn(trained, head, frozen, mb, key, ids, denom, nu):
@@ -146,7 +136,7 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
             token_denom = jnp.asarray(num_users, jnp.float32)
         key, sub = jax.random.split(state.key)
         trained, frozen = static.split_llm(state.llm)
-        micro, user_ids = _split_micro(batch, cfg.microbatches)
+        micro, user_ids = split_rows((batch, jnp.arange(num_users)), cfg.microbatches, "users")
 
         def accumulate(carry, xs):
             g_llm, g_head, loss, sums, finite = carry

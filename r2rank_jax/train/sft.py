@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from r2rank_jax import distributed
-from r2rank_jax.mesh import batch_sharding
+from r2rank_jax.train.microbatch import split_rows
 from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
 
@@ -56,14 +56,6 @@ def _token_mask(batch: Mapping[str, jax.Array]) -> jax.Array:
     return batch["loss_mask"] & batch["example_mask"][:, None]
 
 
-def _split_micro(batch: Mapping[str, jax.Array], n: int) -> dict[str, jax.Array]:
-    b = batch["tokens"].shape[0]
-    if b % n:
-        raise ValueError(f"{b} rows per batch are not divisible into {n} microbatches")
-    # Interleaved (microbatch i = rows i, i + n, ...): a row axis sharded in contiguous blocks stays sharded.
-    return {k: jnp.swapaxes(v.reshape((b // n, n) + v.shape[1:]), 0, 1) for k, v in batch.items()}
-
-
 def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: optax.Schedule | None = None,
                   state_sharding: Any = None, mesh: Mesh | None = None) -> Callable:
     """Returns ``sft_step(state, batch) -> (state, metrics)``, jitted once per bucket shape, state donated.
@@ -91,7 +83,7 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
             return (jax.tree.map(jnp.add, grads, g), loss + l, nll + n), None
 
         init = (jax.tree.map(jnp.zeros_like, trained), jnp.zeros(()), jnp.zeros(()))
-        (grads, loss, _), _ = jax.lax.scan(accumulate, init, _split_micro(batch, cfg.microbatches))
+        (grads, loss, _), _ = jax.lax.scan(accumulate, init, split_rows(dict(batch), cfg.microbatches))
         new, gnorm, ok = guarded_llm_update(static, state, trained, frozen, grads, loss)
         metrics = {"loss": loss, "tokens": tokens, "grad_norm": gnorm, "skipped": (~ok).astype(jnp.int32)}
         if lr_schedule is not None:
@@ -128,7 +120,4 @@ def put_batch(batch: Mapping[str, np.ndarray], mesh: Mesh | None = None,
     Multi-host: ``host_rows`` means ``batch`` is this host's block of the global batch
     (`distributed.host_batch_shard`); otherwise every host passes the same whole batch (evaluation).
     """
-    if mesh is None:
-        return {k: jnp.asarray(batch[k]) for k in keys}
-    put = distributed.put_local if host_rows else distributed.put_replicated_input
-    return {k: put(batch[k], batch_sharding(mesh, np.ndim(batch[k]))) for k in keys}
+    return distributed.put_batch({k: batch[k] for k in keys}, mesh, host_rows)

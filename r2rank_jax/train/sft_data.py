@@ -40,9 +40,7 @@ so packed examples would see each other without a segment-id rule in the attenti
 """
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,11 +48,12 @@ from typing import Any
 import grain
 import numpy as np
 
+from r2rank_jax import buckets as buckets_
 from r2rank_jax.data.answers import parse_decision
 from r2rank_jax.data.errors import DataError
 from r2rank_jax.data.host_shard import HostSlice
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
-from r2rank_jax.data.textio import iter_lines
+from r2rank_jax.data.textio import iter_jsonl
 
 Batch = dict[str, np.ndarray]
 DEVICE_KEYS: tuple[str, ...] = ("tokens", "positions", "loss_mask", "labels", "example_mask")
@@ -175,13 +174,7 @@ def load_corpus(path: str | os.PathLike[str], tokenizer: Any, prompt_fn: PromptF
     """Every example of a JSONL corpus, tokenized (see module docstring)."""
     path = os.fspath(path)
     out = []
-    for lineno, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(path, lineno, f"invalid JSON ({e.msg})") from None
+    for lineno, obj in iter_jsonl(path):
         out.append(parse_example(obj, tokenizer, path, lineno, prompt_fn, check_labels))
     if not out:
         raise DataError(path, None, "the corpus holds no examples")
@@ -190,8 +183,7 @@ def load_corpus(path: str | os.PathLike[str], tokenizer: Any, prompt_fn: PromptF
 
 def bucket(length: int, buckets: Sequence[int]) -> int | None:
     """The smallest bucket >= ``length`` (None when none is)."""
-    i = bisect.bisect_left(buckets, length)
-    return buckets[i] if i < len(buckets) else None
+    return buckets_.fitting(length, buckets)
 
 
 def fit_examples(examples: Sequence[SFTExample], config: SFTDataConfig) -> list[SFTExample]:

@@ -89,37 +89,3 @@ def random_examples(n: int, vocab: int = 40, seed: int = 0, max_prompt: int = 12
         out.append(SFTExample(str(i), str(i), int(response[0] % 2), tuple(int(x) for x in prompt),
                               tuple(int(x) for x in response), f"random:{i + 1}"))
     return out
-
-
-def small_run_files(out: pathlib.Path, examples: int = 48, seed: int = 0) -> dict[str, str]:
-    """A tiny SFT run's inputs: the world tokenizer, a corpus of short random prompts with scripted
-    rationales, and a tiny model config JSON. Returns paths by name (for `sft_run` arguments)."""
-    import dataclasses
-
-    bdir, tok = make_world(out / "world", num_users=60, seed=seed, history_len=2)
-    attributes = load_item_attributes(bdir)
-    records = benchmark.load_split(bdir, "train")
-    rng = np.random.default_rng(seed)
-    lines = []
-    for i in range(examples):
-        rec = records[i % len(records)]
-        cand = rec.candidates[i % len(rec.candidates)]
-        text, decision = scripted_rationale(attributes, rec.history, cand)
-        prompt = [int(x) for x in rng.integers(10, len(tok), int(rng.integers(6, 24)))]
-        lines.append({"user_id": rec.user_id, "candidate": cand, "label": int(decision == RECOMMEND),
-                      "prompt_ids": prompt, "response": text})
-    corpus = out / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    cfg = ModelConfig(vocab_size=-(-len(tok) // 8) * 8, hidden_size=32, intermediate_size=64, num_layers=2,
-                      num_heads=4, num_kv_heads=2, head_dim=8)
-    model_json = out / "model.json"
-    model_json.write_text(json.dumps(dataclasses.asdict(cfg)))
-    return {"corpus": str(corpus), "tokenizer": str(out / "world" / "tokenizer"), "model_config": str(model_json)}
-
-
-def run_argv(files: Mapping[str, str], workdir: pathlib.Path, steps: int, *extra: str) -> list[str]:
-    """`sft_run` arguments of a tiny deterministic run."""
-    return ["--corpus", files["corpus"], "--tokenizer", files["tokenizer"], "--model_config", files["model_config"],
-            "--workdir", str(workdir), "--steps", str(steps), "--batch_size", "4", "--prompt_buckets", "32",
-            "--response_buckets", "64", "--lr", "3e-3", "--warmup", "2", "--log_every", "1", "--head_hidden", "16",
-            "--no_progress", *extra]
