@@ -92,9 +92,7 @@ class PipelineConfig:
         if self.batch_users < 1:
             raise ValueError(f"batch_users must be >= 1, got {self.batch_users}")
         for name in ("prefix_buckets", "suffix_buckets"):
-            buckets = getattr(self, name)
-            if not buckets or list(buckets) != sorted(set(buckets)) or buckets[0] < 1:
-                raise ValueError(f"{name} must be increasing positive lengths, got {buckets}")
+            buckets_.check(getattr(self, name), name)
         if not 0 <= self.shard_index < self.shard_count:
             raise ValueError(f"need 0 <= shard_index < shard_count, got {self.shard_index}, {self.shard_count}")
         if self.worker_count < 0:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from r2rank_jax.buckets import choose as choose_bucket
+from r2rank_jax import buckets as buckets_
 from r2rank_jax.data.prompt_text import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
@@ -144,8 +144,8 @@ class AnswerScorer:
             raise ValueError(f"need at least one answer and no empty answer, got {answers}")
         self.graphdef, self.state = nnx.split(model)
         self.max_positions = model.config.max_position_embeddings
-        self.buckets = tuple(buckets)
-        self.row_buckets = tuple(row_buckets or buckets)
+        self.buckets = buckets_.check(buckets, "buckets")
+        self.row_buckets = buckets_.check(row_buckets or buckets, "row_buckets")
         self.pad_id = pad_id
         self.batch_size = batch_size
         length = max(len(a) for a in answers)
@@ -157,7 +157,7 @@ class AnswerScorer:
 
     @staticmethod
     def _bucket(length: int, buckets: tuple[int, ...], what: str) -> int:
-        return choose_bucket(length, buckets, what, allow_empty=False)
+        return buckets_.choose(length, buckets, what, allow_empty=False)
 
     def _run(self, prefixes, rows, starts, state) -> np.ndarray:
         last = max(st + len(r) for st, r in zip(starts, rows)) + self.answer_tokens.shape[1]

@@ -67,7 +67,7 @@ class SamplerConfig:
         buckets_.check(self.buckets)
 
     def bucket(self, length: int, what: str = "prompt") -> int:
-        return buckets_.choose(length, self.buckets, what, allow_empty=False,
+        return buckets_.choose(length, self.buckets, what, allow_empty=False, article="",
                                hint=f" (the KV cache holds at most {self.buckets[-1]} prompt tokens + "
                                     f"{self.max_new_tokens} new ones); raise SamplerConfig.buckets or shorten the prompt")
 
@@ -281,7 +281,7 @@ class Sampler:
             raise ValueError(f"positions up to {int(next_pos.max()) + self.config.max_new_tokens} exceed "
                              f"max_position_embeddings={self.model_config.max_position_embeddings}")
         total = max(sum(map(len, user)) for user in suffixes)
-        packed_len = next((b for b in self.config.buckets if b >= total), None)
+        packed_len = buckets_.fitting(total, self.config.buckets)
         # Packing pays when one row of all K suffixes is shorter than K rows padded to the longest.
         if not self.config.pack_suffixes or packed_len is None or packed_len >= len(suffixes[0]) * s:
             tokens, positions = pad_left(rows, s, self.config.pad_id, starts)

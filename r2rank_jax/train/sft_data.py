@@ -88,9 +88,7 @@ class SFTDataConfig:
         if self.batch_size < 1:
             raise ValueError(f"SFTDataConfig.batch_size must be >= 1, got {self.batch_size}")
         for name in ("prompt_buckets", "response_buckets"):
-            b = getattr(self, name)
-            if not b or list(b) != sorted(set(b)) or b[0] < 1:
-                raise ValueError(f"SFTDataConfig.{name} must be increasing positive lengths, got {b}")
+            buckets_.check(getattr(self, name), f"SFTDataConfig.{name}")
         if self.too_long not in ("error", "skip"):
             raise ValueError(f"SFTDataConfig.too_long={self.too_long!r}: expected 'error' or 'skip'")
         if not 0 <= self.shard_index < self.shard_count:
