@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from r2rank_jax.eval import confidence, significance
+import r2rank_jax.eval.confidence as confidence
+import r2rank_jax.eval.significance as significance
 from r2rank_jax.eval.per_user import CUTOFFS, METRICS
 from r2rank_jax.ranking.metrics import expected_random_ndcg
 
