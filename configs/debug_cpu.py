@@ -14,7 +14,7 @@ def get_config() -> ExperimentConfig:
         teacher=TeacherSpec(kind="scripted", negatives_per_user=1, noise=0.1),
         sft=SFTSpec(steps=4, batch_size=4, optim=OptimSpec(learning_rate=1e-3), eval_every=2,
                     checkpoint_every=2),
-        rl=RLSpec(steps=2, batch_users=2, max_new_tokens=8, num_rankings=2, baseline="mean", eval_every=2,
+        rl=RLSpec(steps=2, batch_users=2, max_new_tokens=8, num_rankings=2, baseline="loo_users", eval_every=2,
                   eval_users=4, checkpoint_every=2),
         eval=EvalSpec(split="test", max_users=8, max_new_tokens=8, baselines=("random", "popularity")),
     )

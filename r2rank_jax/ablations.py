@@ -12,10 +12,16 @@ prints (with --run: runs, in order) the launcher commands
 
 Extra ``--config.F=V`` overrides go into every command. The ablations (`ABLATIONS`):
 
-- ``mlp_only`` (MLP-only): RL trains the scoring head on a frozen LLM (``rl.freeze_llm=true``);
+the paper's (Tables 3 and 5), each to be compared with the run named in `PAIRED_WITH`:
+
 - ``rl_only`` (RL-only): no SFT, RL starts from the base model (``sft.steps=0``; synthesis is skipped too);
-- ``no_cot`` (without CoT): the decision-only prompt everywhere: SFT on ``<answer>..</answer>``
-  responses, RL and evaluation with short rollouts.
+- ``mlp_only`` (MLP-only, Table 3): the *base* model frozen, no SFT, RL trains the scoring head only
+  (``sft.steps=0 rl.freeze_llm=true``); compared with RL-only;
+- ``no_cot`` (without CoT, Table 5): the same SFT as the main run; only the RL and evaluation prompts ask
+  for the decision alone (``rl.prompt_variant=no_cot``, short rollouts); compared with the main run;
+
+and two extras of ours (`EXTRAS`, not the paper's definitions): ``mlp_only_sft`` (the head trained by RL on
+the frozen *SFT* model) and ``no_cot_sft`` (decision-only prompts in SFT too).
 
 An ablation run evaluates only its own RL checkpoint (``eval.methods=r2rank``, no baselines); the main
 eval checks that each one used the identical users and candidate lists (`r2rank_jax.eval.compare`).
@@ -27,10 +33,16 @@ import shlex
 import sys
 
 ABLATIONS: dict[str, tuple[str, ...]] = {
-    "mlp_only": ("rl.freeze_llm=true",),
     "rl_only": ("sft.steps=0",),
-    "no_cot": ("data.prompt_variant=no_cot", "rl.max_new_tokens=12", "eval.max_new_tokens=12"),
+    "mlp_only": ("sft.steps=0", "rl.freeze_llm=true"),
+    "no_cot": ("rl.prompt_variant=no_cot", "rl.max_new_tokens=12", "eval.max_new_tokens=12"),
 }
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "mlp_only_sft": ("rl.freeze_llm=true",),
+    "no_cot_sft": ("data.prompt_variant=no_cot", "rl.max_new_tokens=12", "eval.max_new_tokens=12"),
+}
+# The paper's comparisons: ablation -> the run it is compared with ("main" = the full R2Rank run).
+PAIRED_WITH = {"rl_only": "main", "mlp_only": "rl_only", "no_cot": "main"}
 ABLATION_EVAL: tuple[str, ...] = ("eval.methods=r2rank", "eval.baselines=")
 
 
@@ -40,9 +52,10 @@ def ablation_workdir(workdir: str, name: str) -> str:
 
 def overrides(name: str) -> list[str]:
     """``--config.F=V`` arguments of ablation `name`."""
-    if name not in ABLATIONS:
-        raise KeyError(f"unknown ablation {name!r}; known: {sorted(ABLATIONS)}")
-    return [f"--config.{o}" for o in (*ABLATIONS[name], *ABLATION_EVAL)]
+    known = {**ABLATIONS, **EXTRAS}
+    if name not in known:
+        raise KeyError(f"unknown ablation {name!r}; known: {sorted(known)}")
+    return [f"--config.{o}" for o in (*known[name], *ABLATION_EVAL)]
 
 
 def compare_override(workdir: str, names=tuple(ABLATIONS)) -> str:

@@ -116,6 +116,8 @@ class RLSpec:
     batch_users: int = 2
     max_new_tokens: int = 128
     temperature: float = 1.0
+    ppo_epochs: int = 1                  # PPO passes over each rollout batch (1: one update, the ratio stays 1)
+    ppo_minibatches: int = 1             # minibatches of users per pass, one optimizer update each
     num_rankings: int = 1                # M: Plackett-Luce rankings per user (train.rl.RLConfig documents these)
     ndcg_k: int = 10                     # reward = NDCG@ndcg_k
     advantage: str = "listwise"
@@ -134,6 +136,7 @@ class RLSpec:
     patience: int = 4                    # early stopping: evaluations without a better validation NDCG@10
     checkpoint_every: int = 25
     freeze_llm: bool = False             # MLP-only ablation: RL trains the scoring head only
+    prompt_variant: str = ""             # RL rollouts and R2Rank's eval prompts; "" = data.prompt_variant (without-CoT: "no_cot")
 
 
 @dataclasses.dataclass(frozen=True)

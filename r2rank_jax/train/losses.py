@@ -31,13 +31,24 @@ def ranking_rewards(perms: jax.Array, relevance: jax.Array, mask: jax.Array, k: 
     return ndcg_at_k_jax(perms, rel, k, mask=msk)
 
 
+BASELINES = ("none", "mean", "loo_users")
+
+
 def reward_baseline(rewards: jax.Array, kind: str) -> jax.Array:
-    """b `[U]` from rewards `[M, U]`: "none" → 0, "mean" → mean over the M rankings of the user."""
+    """b `[U]` from rewards `[M, U]`: "none" → 0; "mean" → mean over the M rankings of the user;
+    "loo_users" → leave-one-out over users: the mean reward of the *other* users of the (micro)batch
+    (needs ≥ 2 users; under listwise advantages it is what gives θ a non-zero gradient)."""
     if kind == "none":
         return jnp.zeros(rewards.shape[1:], rewards.dtype)
     if kind == "mean":
         return jnp.mean(rewards, axis=0)
-    raise ValueError(f"unknown baseline {kind!r} (expected 'none' or 'mean')")
+    if kind == "loo_users":
+        u = rewards.shape[1]
+        if u < 2:
+            raise ValueError("baseline='loo_users' needs at least 2 users per microbatch")
+        per_user = jnp.mean(rewards, axis=0)
+        return (jnp.sum(per_user) - per_user) / (u - 1)
+    raise ValueError(f"unknown baseline {kind!r} (expected one of {BASELINES})")
 
 
 def reinforce_loss(scores: jax.Array, perms: jax.Array, rewards: jax.Array, baseline: jax.Array,

@@ -38,7 +38,7 @@ def run(process_id: int, num_processes: int) -> list[dict]:
     model, head = tiny_models(0)
     static, state = create_train_state(model, head, optimizer(OptimSpec(learning_rate=1e-3)),
                                        optimizer(OptimSpec(learning_rate=1e-3)), jax.random.PRNGKey(0), mesh)
-    step = make_train_step(static, RLConfig(num_rankings=2, baseline="mean"), state_shardings(state), mesh)
+    step = make_train_step(static, RLConfig(num_rankings=2, baseline="loo_users"), state_shardings(state), mesh)
     rows = slice(process_id * USERS // num_processes, (process_id + 1) * USERS // num_processes)
     out = []
     for i in range(STEPS):

@@ -98,11 +98,11 @@ def test_no_cot_sft_examples_are_decision_only(debug_run):
 
 @pytest.fixture(scope="module")
 def mlp_only_runs(debug_run, tmp_path_factory):
-    """(main workdir, MLP-only workdir): the ablation continues from debug_run's SFT checkpoint (rl +
-    eval stages only); the main run is a copy of debug_run's RL checkpoint, evaluated with the
-    ablation in its table."""
+    """(main workdir, MLP-only workdir): the paper's MLP-only (no SFT, base model frozen; rl + eval stages on
+    debug_run's data); the main run is a copy of debug_run's RL checkpoint, evaluated with the ablation in
+    its table."""
     root = tmp_path_factory.mktemp("ablation")
-    abl = _copy_run(debug_run, root / "mlp_only", ("data", "teacher", "sft"))
+    abl = _copy_run(debug_run, root / "mlp_only", ("data",))
     for stage in ("rl", "eval"):
         assert launch.main([f"--config={DEBUG}", *ablations.overrides("mlp_only"), f"--workdir={abl}", stage]) == 0
     main = _copy_run(debug_run, root / "main", ("data", "rl"))
@@ -111,12 +111,13 @@ def mlp_only_runs(debug_run, tmp_path_factory):
     return main, abl
 
 
-def test_mlp_only_leaves_the_llm_bitwise_unchanged(mlp_only_runs):
+def test_mlp_only_leaves_the_base_llm_bitwise_unchanged(mlp_only_runs):
     _, abl = mlp_only_runs
+    assert ablations.ABLATIONS["mlp_only"] == ("sft.steps=0", "rl.freeze_llm=true")      # Table 3: base model
     cfg = load_config_file(DEBUG)
     tok = common.tokenizer(cfg, Workdir(abl), "test")
-    (sft_llm, sft_head), (rl_llm, rl_head) = build_model(cfg, tok), build_model(cfg, tok)
-    assert common.restore_params(sft_llm, sft_head, abl / "sft") is not None
+    (sft_llm, sft_head), (rl_llm, rl_head) = build_model(cfg, tok), build_model(cfg, tok)   # the base model
+    assert not (abl / "sft" / "checkpoints").exists()
     assert common.restore_params(rl_llm, rl_head, abl / "rl") == 2
     sft_leaves, rl_leaves = jax_leaves(sft_llm), jax_leaves(rl_llm)
     assert len(sft_leaves) == len(rl_leaves) > 0

@@ -83,3 +83,24 @@ def test_rerun_with_the_same_seed_gives_the_same_numbers(debug_run, tmp_path):
     assert names == sorted(p.name for p in (tmp_path / "eval" / "scores").glob("*.jsonl")) and "r2rank.jsonl" in names
     for name in names:
         assert (debug_run / "eval" / "scores" / name).read_bytes() == (tmp_path / "eval" / "scores" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_ppo_epochs_bind_the_clip_in_the_rl_stage(debug_run, tmp_path):
+    import shutil
+
+    for part in ("data", "teacher", "sft", "config.json"):
+        src = debug_run / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / part)
+    assert launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.ppo_epochs=4",
+                        "--config.rl.ppo_minibatches=2", "--config.rl.batch_users=4", "--config.rl.llm_optim.learning_rate=0.01",
+                        "--config.rl.clip_eps=0.05", "--config.rl.steps=2", "rl"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rl = [r for r in rows if r["stage"] == "rl"]
+    assert rl and max(r["clip_frac"] for r in rl) > 0.0
+    assert {"ratio_mean", "ratio_max", "approx_kl"} <= set(rl[-1])
+
+
+def test_rl_batch_that_does_not_split_is_refused_before_running(tmp_path):
+    with pytest.raises(ConfigError, match="needs >= 2 users per microbatch"):
+        launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.ppo_minibatches=2", "rl"])

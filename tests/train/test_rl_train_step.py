@@ -91,7 +91,7 @@ def test_non_finite_loss_leaves_state_untouched():
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 simulated devices")
 def test_sharded_step_equals_single_device():
-    cfg = RLConfig(num_rankings=2, baseline="mean")
+    cfg = RLConfig(num_rankings=2, baseline="loo_users")
     batch = make_batch(5, users=4, k=6)
     static, state = _setup(cfg, seed=2, sgd=True)
     state, m_single = make_train_step(static, cfg)(state, batch)

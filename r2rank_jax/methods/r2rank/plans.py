@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.config import ConfigError, ExperimentConfig
 from r2rank_jax.run.builders import optim_config
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.loop import LoopConfig
@@ -22,6 +22,7 @@ class RolloutPlan:
     temperature: float         # rollout temperature (traced: changing it does not recompile)
     eval_users: int            # validation users per evaluation (greedy rationales)
     patience: int              # early stopping: evaluations without a better validation NDCG@10
+    prompt_variant: str        # the prompts of the rollouts and of R2Rank's eval scores
 
 
 def sft_data_config(cfg: ExperimentConfig) -> sft_data.SFTDataConfig:
@@ -44,10 +45,26 @@ def sft_loop(cfg: ExperimentConfig, resume: bool = False, has_eval: bool = True)
 
 def rl_config(cfg: ExperimentConfig) -> RLConfig:
     r = cfg.rl
+    groups = r.microbatches * r.ppo_minibatches
+    if r.batch_users % groups:
+        raise ConfigError(f"rl.batch_users={r.batch_users} does not split into rl.ppo_minibatches={r.ppo_minibatches}"
+                          f" x rl.microbatches={r.microbatches} groups of users")
+    if r.baseline == "loo_users" and r.batch_users // groups < 2:
+        raise ConfigError(f"rl.baseline='loo_users' needs >= 2 users per microbatch: rl.batch_users={r.batch_users} "
+                          f"over rl.ppo_minibatches={r.ppo_minibatches} x rl.microbatches={r.microbatches} leaves "
+                          f"{r.batch_users // groups}")
+    try:
+        return _rl_config(r)
+    except ValueError as e:
+        raise ConfigError(f"rl: {e}") from None
+
+
+def _rl_config(r) -> RLConfig:
     return RLConfig(num_rankings=r.num_rankings, ndcg_k=r.ndcg_k, advantage=r.advantage, baseline=r.baseline,
                     clip_eps=r.clip_eps, temperature=r.temperature, head_grad_into_llm=r.head_grad_into_llm,
                     head_loss_weight=r.head_loss_weight, shared_prefix=r.shared_prefix, microbatches=r.microbatches,
-                    logit_chunk=r.logit_chunk, token_aggregation=r.token_aggregation, freeze_llm=r.freeze_llm)
+                    logit_chunk=r.logit_chunk, token_aggregation=r.token_aggregation, freeze_llm=r.freeze_llm,
+                    ppo_epochs=r.ppo_epochs, ppo_minibatches=r.ppo_minibatches)
 
 
 def rl_loop(cfg: ExperimentConfig, resume: bool = False) -> LoopConfig:
@@ -58,7 +75,10 @@ def rl_loop(cfg: ExperimentConfig, resume: bool = False) -> LoopConfig:
 
 def rollout_plan(cfg: ExperimentConfig) -> RolloutPlan:
     r = cfg.rl
-    return RolloutPlan(r.batch_users, r.max_new_tokens, r.temperature, r.eval_users, r.patience)
+    variant = r.prompt_variant or cfg.data.prompt_variant
+    if variant not in ("cot", "no_cot"):
+        raise ConfigError(f"rl.prompt_variant={r.prompt_variant!r}: expected '', 'cot' or 'no_cot'")
+    return RolloutPlan(r.batch_users, r.max_new_tokens, r.temperature, r.eval_users, r.patience, variant)
 
 
 def plans(cfg: ExperimentConfig) -> dict[str, Any]:

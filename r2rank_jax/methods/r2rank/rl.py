@@ -80,15 +80,16 @@ class _Until:
 
 def run(ctx: RunContext) -> dict:
     cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
-    r, plan = cfg.rl, plans.rollout_plan(cfg)
+    r, plan, rl_cfg = cfg.rl, plans.rollout_plan(cfg), plans.rl_config(cfg)    # config errors before any work
     tokenizer = common.tokenizer(cfg, wd, "rl")
     model, head = common.model_from_sft_or_base(cfg, wd, tokenizer, mesh)
     static, state = common.train_state(model, head, None if r.freeze_llm else r.llm_optim, r.head_optim, cfg.seed,
                                        mesh)
     sampler = common.sampler(model, tokenizer, cfg, plan.max_new_tokens)
-    train_step = make_train_step(static, plans.rl_config(cfg), state_sharding=state_shardings(state) if mesh else None,
+    train_step = make_train_step(static, rl_cfg, state_sharding=state_shardings(state) if mesh else None,
                                  mesh=mesh)
-    builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=plan.batch_users)
+    builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=plan.batch_users,
+                                                    variant=plan.prompt_variant)
     train_iter = common.iterator(wd, "train", builder, pipeline)
     valid = common.source(wd, "valid")
     stopper = EarlyStopping(plan.patience)

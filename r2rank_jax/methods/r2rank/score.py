@@ -8,7 +8,8 @@
   never trains it (it is zero-initialized, so every candidate would tie); the paper's SFT-only row is
   the SFT model's own decision, and its answer probability is that decision made graded.
 
-Both use the run's `data.prompt_variant` prompts; a missing checkpoint (e.g. `sft_only` with
+`r2rank` uses the RL prompts (`rl.prompt_variant`, default `data.prompt_variant`), `sft_only` the
+SFT ones (`data.prompt_variant`); a missing checkpoint (e.g. `sft_only` with
 `sft.steps=0`) gives None (skipped with a note).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
+from r2rank_jax.methods.r2rank import plans
 from r2rank_jax.run import builders
 from r2rank_jax.run.context import ScoreInput
 from r2rank_jax.run.scoring import check_users, score_split
@@ -28,7 +30,8 @@ def r2rank(inp: ScoreInput) -> tuple[np.ndarray, dict] | None:
     if parts is None:
         return None
     model, head = parts
-    builder, pipeline = builders.prompts_and_pipeline(cfg, tok, inp.wd, batch_users=cfg.rl.batch_users)
+    builder, pipeline = builders.prompts_and_pipeline(cfg, tok, inp.wd, batch_users=cfg.rl.batch_users,
+                                                      variant=plans.rollout_plan(cfg).prompt_variant)
     sampler = builders.sampler(model, tok, cfg, cfg.eval.max_new_tokens)
     head_def, head_state = nnx.split(head)
     scores = score_split(sampler, None, head_def, head_state, inp.source, builder, pipeline,
