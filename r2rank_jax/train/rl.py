@@ -179,18 +179,7 @@ def make_train_step(static: Static, cfg: RLConfig, state_sharding=None, mesh=Non
                 {n: jnp.zeros(()) for n in _SUM_METRICS}, jnp.asarray(True))
         (g_llm, g_head, loss, sums, finite), _ = jax.lax.scan(accumulate, init, (micro, user_ids))
 
-        gnorm_llm = jnp.zeros(()) if cfg.freeze_llm else optax.tree.norm(g_llm)
-        gnorm_head = optax.tree.norm(g_head)
-        ok = finite & jnp.isfinite(gnorm_llm) & jnp.isfinite(gnorm_head)
-        if cfg.freeze_llm:
-            llm, llm_opt = state.llm, state.llm_opt
-        else:
-            upd_llm, llm_opt = static.llm_tx.update(g_llm, state.llm_opt, trained)
-            llm = static.merge_llm(optax.apply_updates(trained, upd_llm), frozen)
-        upd_head, head_opt = static.head_tx.update(g_head, state.head_opt, state.head)
-        new = TrainState(step=state.step + 1, llm=llm, head=optax.apply_updates(state.head, upd_head),
-                         llm_opt=llm_opt, head_opt=head_opt, key=key)
-        new = jax.lax.cond(ok, lambda: new, lambda: state)
+        new, (gnorm_llm, gnorm_head), ok = _update(static, cfg, state, trained, frozen, g_llm, g_head, finite, key)
 
         tokens = jnp.maximum(sums["tokens"], 1.0)
         metrics = {
