@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One process per GPU host (all of a host's GPUs in that process); run this on every host.
+# Install on every host first: pip install -e '.[cuda]' (the CUDA 12 plugin, same jax/jaxlib pins).
 #   COORDINATOR=host0:12355 NUM_HOSTS=2 HOST_ID=0 launch/multi_gpu.sh --config=configs/qwen2_5_3b.py \
 #       --workdir=/shared/run --mesh=fsdp:16 sft
 # The workdir must be on storage every host sees (NFS, GCS via gcsfuse, ...): Orbax writes the
