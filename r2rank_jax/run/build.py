@@ -6,7 +6,7 @@ from typing import Any
 
 from flax import nnx
 
-from r2rank_jax.config import ExperimentConfig
+from r2rank_jax.config import ExperimentConfig, compute_dtype
 from r2rank_jax.run.workdir import Workdir
 
 
@@ -31,7 +31,7 @@ def model_plan(cfg: ExperimentConfig) -> ModelPlan:
                     "num_layers": m.num_layers, "num_heads": m.num_heads, "num_kv_heads": m.num_kv_heads,
                     "head_dim": m.head_dim}
     return ModelPlan(kind=m.kind, path=m.path, preset=m.preset,
-                     numerics=dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat,
+                     numerics=dict(param_dtype=m.param_dtype, compute_dtype=compute_dtype(m.dtype), remat=m.remat,
                                    scan_layers=m.scan_layers),
                      architecture=architecture if m.kind == "random" else {},
                      lora=LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, targets=m.lora.targets),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from r2rank_jax.config import compute_dtype
 from r2rank_jax.data.prompts import PromptConfig
 from r2rank_jax.teacher.factory import TeacherSpec
 from r2rank_jax.teacher.synthesize import SynthesisConfig, synthesize_benchmark
@@ -28,7 +29,7 @@ def from_experiment(cfg: Any) -> tuple[TeacherSpec, SynthesisConfig, PromptConfi
             local = {"gguf": m.path or str(smollm2_gguf_path())}
         else:
             local = {"synthetic_tiny": True}
-        local["dtype"] = m.dtype
+        local["dtype"] = compute_dtype(m.dtype)
     endpoint = {k: v for k, v in (("base_url", t.base_url), ("model", t.model)) if v}
     spec = TeacherSpec(kind=t.kind, api_key_env=t.api_key_env, concurrency=t.concurrency, noise=t.noise, style=t.style,
                        max_new_tokens=t.max_new_tokens, seed=cfg.seed, **endpoint, **local)

@@ -62,12 +62,13 @@ def _mesh_size(spec: str) -> int:
 def model_config(cfg, vocab_size: int):
     """The ModelConfig a config describes, without weights: config.json of model.path, else model.preset
     (a "random" model: its spec's architecture with `vocab_size`)."""
+    from r2rank_jax.config import compute_dtype
     from r2rank_jax.models.config import LoRAConfig, ModelConfig, load_hf_config
     from r2rank_jax.models.presets import preset_config
 
     m = cfg.model
-    numerics = dict(param_dtype=m.param_dtype, compute_dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers,
-                    lora=LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, targets=m.lora.targets))
+    numerics = dict(param_dtype=m.param_dtype, compute_dtype=compute_dtype(m.dtype), remat=m.remat,
+                    scan_layers=m.scan_layers, lora=LoRAConfig(rank=m.lora.rank, alpha=m.lora.alpha, targets=m.lora.targets))
     if m.kind == "random":
         return ModelConfig(vocab_size=vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
                            num_layers=m.num_layers, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads,

@@ -38,3 +38,20 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 3
     with pytest.raises(ConfigError, match="holds a run of config 'a', not 'b'"):
         write_resolved(ExperimentConfig(name="b"), tmp_path)
+
+
+def test_auto_compute_dtype_is_resolved_per_backend_and_written(tmp_path):
+    import json
+
+    from r2rank_jax import launch
+    from r2rank_jax.config import ExperimentConfig, compute_dtype, resolve_backend_defaults
+
+    assert ExperimentConfig().model.dtype == "auto"
+    assert compute_dtype("auto", "cpu") == "float32"
+    assert compute_dtype("auto", "gpu") == compute_dtype("auto", "tpu") == "bfloat16"
+    assert compute_dtype("float32", "tpu") == "float32"                         # the config's own choice wins
+    assert resolve_backend_defaults(ExperimentConfig(), "tpu").model.dtype == "bfloat16"
+    debug = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py")
+    assert launch.main([f"--config={debug}", f"--workdir={tmp_path}", "--config.method=zero_shot_pointwise",
+                        "synthesize"]) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["dtype"] == "float32"   # this CPU host
