@@ -146,6 +146,8 @@ class EvalSpec:
     max_users: int = 0                   # 0: all users of the split
     max_new_tokens: int = 128
     baselines: tuple[str, ...] = ("random", "popularity")
+    # Extra CLI arguments of a baseline, "NAME ARG ...", e.g. "sasrec --epochs 60" (r2rank_jax.baselines.plan).
+    baseline_args: tuple[str, ...] = ()
     reference: str = "r2rank"
     # Scorers of this run (r2rank_jax.methods.eval_plan): its own method's, and the zero-shot ones.
     methods: tuple[str, ...] = ("r2rank", "sft_only", "zero_shot_pointwise")

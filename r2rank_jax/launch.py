@@ -6,7 +6,8 @@
 STAGE: prepare, synthesize, sft, rl, eval, or all (in that order). `prepare` and `eval` are shared by
 every method; `synthesize`, `sft` and `rl` are the run's method's (`--config.method`, registered in
 r2rank_jax.methods): a stage the method lacks is skipped with a note. The resolved config is written to
-WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard). Multi-host (see
+WORKDIR/config.json; every stage logs to WORKDIR/metrics.jsonl (and TensorBoard); after `eval` the run
+report is written to WORKDIR/eval/report.html (r2rank_jax.report). Multi-host (see
 docs/multihost.md): when the environment names a coordinator and process count/id (R2RANK_* or
 JAX_* variables, r2rank_jax.distributed), or R2RANK_DISTRIBUTED=1 on a TPU pod, `jax.distributed`
 is initialized before anything touches the devices; `sft` and `rl` then run on every process
@@ -41,9 +42,13 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--resume", action="store_true", help="continue sft/rl from the latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="let prepare replace an existing benchmark")
     parser.add_argument("stage", choices=STAGES + ("all",))
-    args, rest = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Overrides are taken out first: argparse reads an option word holding a space ("--config.eval.
+    # baseline_args=sasrec --epochs 60") as a positional.
+    config_items = [a for a in argv if a.startswith("--config.")]
+    args, rest = parser.parse_known_args([a for a in argv if not a.startswith("--config.")])
     overrides = {}
-    for item in rest:
+    for item in config_items + rest:
         key, sep, value = item.partition("=")
         if not key.startswith("--config.") or not sep:
             parser.error(f"unrecognized argument {item!r} (config overrides look like --config.rl.steps=10)")
@@ -76,8 +81,12 @@ def run_stage(stage: str, ctx) -> dict:
         return prepare.run(ctx)
     if stage == "eval":
         from r2rank_jax.methods.eval_plan import eval_plan
+        from r2rank_jax.report import write_report
         from r2rank_jax.stages import evaluate
-        return evaluate.run(ctx, eval_plan(ctx.cfg))
+        summary = evaluate.run(ctx, eval_plan(ctx.cfg))
+        summary["report"] = str(write_report(ctx.wd.root))       # WORKDIR/eval/report.html
+        print(f"report: {summary['report']}", file=sys.stderr)
+        return summary
     fn = getattr(method, stage, None)
     if fn is None:
         summary = {"stage": stage, "skipped": f"method {method.name!r} has no {stage!r} stage"}

@@ -18,6 +18,7 @@ import pathlib
 
 import numpy as np
 
+from r2rank_jax import baselines
 from r2rank_jax.config import ConfigError, ExperimentConfig
 from r2rank_jax.eval import compare
 from r2rank_jax.eval.evaluate import evaluate_score_files
@@ -29,12 +30,22 @@ from r2rank_jax.run.listwise import zero_shot_listwise
 from r2rank_jax.run.workdir import Workdir
 
 
-def _baseline_scores(name: str, wd: Workdir, split: str, records, out_dir: pathlib.Path) -> pathlib.Path:
+def _baseline_plan(e) -> dict[str, list[str]]:
+    """{baseline: extra CLI args}; bad entries raise ConfigError before any model runs."""
+    try:
+        return baselines.plan(e.baselines, e.baseline_args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _baseline_scores(name: str, args: list[str], wd: Workdir, split: str, records, out_dir: pathlib.Path
+                     ) -> pathlib.Path:
     import importlib
 
     full = out_dir / f"{name}.full.jsonl"
     module = importlib.import_module(f"r2rank_jax.baselines.{name}")
-    module.main(["--benchmark", str(wd.benchmark), "--out", str(full), "--split", split])
+    if module.main(["--benchmark", str(wd.benchmark), "--out", str(full), "--split", split, *args]):
+        raise RuntimeError(f"eval: baseline {name!r} failed (arguments {args})")
     score_file = read_score_file(full)
     by_user = dict(zip(score_file.user_ids, score_file.scores))
     path = out_dir / f"{name}.jsonl"
@@ -54,6 +65,7 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
     e = cfg.eval
     compared = _compared_runs(cfg, plan)
+    baseline_args = _baseline_plan(e)
     tok = common.tokenizer(cfg, wd, "eval")
     source = common.source(wd, e.split)
     records = source.records[:e.max_users] if e.max_users else source.records
@@ -77,8 +89,8 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
         paths[name] = write_score_file(scores_dir / f"{name}.jsonl", records, out[0])
         extras[name] = out[1]
     paths |= imported
-    for name in e.baselines:
-        paths[name] = _baseline_scores(name, wd, e.split, records, scores_dir)
+    for name, args in baseline_args.items():
+        paths[name] = _baseline_scores(name, args, wd, e.split, records, scores_dir)
     if not paths:
         raise RuntimeError(f"eval: no method could be scored (skipped for want of a checkpoint: {skipped})")
     listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)

@@ -104,3 +104,23 @@ def test_ppo_epochs_bind_the_clip_in_the_rl_stage(debug_run, tmp_path):
 def test_rl_batch_that_does_not_split_is_refused_before_running(tmp_path):
     with pytest.raises(ConfigError, match="needs >= 2 users per microbatch"):
         launch.main([f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.rl.ppo_minibatches=2", "rl"])
+
+
+@pytest.mark.slow
+def test_eval_runs_the_oracle_and_passes_baseline_arguments(debug_run, tmp_path):
+    import shutil
+
+    for part in ("data", "config.json"):
+        src = debug_run / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / part)
+    common = [f"--config={DEBUG}", f"--workdir={tmp_path}", "--config.eval.methods=zero_shot_pointwise",
+              "--config.eval.max_users=4"]
+    with pytest.raises(ConfigError, match=r"eval.baselines: unknown baseline\(s\) \['sasrek'\]"):
+        launch.main([*common, "--config.eval.baselines=random,sasrek", "eval"])
+    assert not (tmp_path / "eval" / "scores").exists()     # refused before any model ran
+    assert launch.main([*common, "--config.eval.baselines=oracle,sasrec",
+                        "--config.eval.baseline_args=sasrec --epochs 1 --seed 5", "eval"]) == 0
+    meta = json.loads((tmp_path / "eval" / "scores" / "sasrec.full.jsonl.meta.json").read_text())
+    assert meta["args"]["epochs"] == 1 and meta["args"]["seed"] == 5
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["methods"]["oracle"]["ndcg@10"] > results["methods"]["zero_shot_pointwise"]["ndcg@10"]
