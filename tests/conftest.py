@@ -3,6 +3,7 @@
 Eight simulated CPU devices are requested before JAX is imported anywhere, so sharded and unsharded
 results can be compared in one process. Tests that need the real data in ../shared/data use the
 `shared_data_dir` fixture, which skips with a clear message when it is absent (a user's fresh clone).
+`debug_run` is one `all` run of configs/debug_cpu.py per session, shared by the tests that only read it.
 """
 import os
 import pathlib
@@ -24,3 +25,15 @@ def shared_data_dir() -> pathlib.Path:
     if not (SHARED_DATA / "amazon18_video_games").is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set R2RANK_SHARED_DATA or place ../shared beside the repo)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory) -> pathlib.Path:
+    """The workdir of `launch --config=configs/debug_cpu.py --config.rl.steps=2 all` (~1 min). Tests must
+    not modify it: copy what they need into their own workdir."""
+    from r2rank_jax import launch
+
+    workdir = tmp_path_factory.mktemp("debug-run")
+    config = REPO_ROOT / "configs" / "debug_cpu.py"
+    assert launch.main([f"--config={config}", f"--workdir={workdir}", "--config.rl.steps=2", "all"]) == 0
+    return workdir

@@ -10,7 +10,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "r2rank_jax"
 
 # Lowest first. A package may import its own group and the groups below; never a group above.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("core", {"mesh", "distributed", "buckets"}),
+    ("core", {"mesh", "distributed", "buckets", "progress"}),
     ("models", {"models"}),
     ("primitives", {"ranking", "sampling", "data"}),
     ("training", {"train", "eval", "teacher", "baselines"}),

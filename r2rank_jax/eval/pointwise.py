@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from r2rank_jax.data.prompt_text import ANSWER_OPEN
+from r2rank_jax.eval import rationale_log
 from r2rank_jax.eval.verbalizer import AnswerScorer, decision_scores, rationale_context
 from r2rank_jax.sampling.params import SamplingParams
 from r2rank_jax.sampling.sampler import Sampler
@@ -41,13 +42,14 @@ class VerbalizedBatchScorer:
         """Fraction of generated rationales that wrote ``<answer>`` themselves (None without a sampler)."""
         return self.tagged / self.rationales if self.rationales else None
 
-    def _answers(self, prefixes, suffixes, key) -> list[list[int]]:
+    def _answers(self, batch, prefixes, suffixes, key) -> list[list[int]]:
         """Per row (u * K + k): the tokens between the prompt and the answer."""
         rows = len(prefixes) * len(suffixes[0])
         if self.sampler is None:
             return [self.tag_ids] * rows
         out = self.sampler.generate_shared(prefixes, suffixes, SamplingParams.make(rows, temperature=0.0), key)
         ids, valid = np.asarray(out.ids), np.asarray(out.valid)
+        rationale_log.record(batch, ids, valid)                  # the eval stage's report sample (else a no-op)
         contexts = []
         for i in range(rows):
             gen = ids[i][valid[i]].tolist()
@@ -59,6 +61,6 @@ class VerbalizedBatchScorer:
     def __call__(self, batch: dict, key: jax.Array) -> np.ndarray:
         u, k = batch["labels"].shape
         prefixes, suffixes = prompt_lists(batch)
-        answers = self._answers(prefixes, suffixes, key)
+        answers = self._answers(batch, prefixes, suffixes, key)
         continuations = [[suffixes[i][j] + answers[i * k + j] for j in range(k)] for i in range(u)]
         return decision_scores(self.scorer.logprobs_shared(prefixes, continuations)).reshape(u, k)

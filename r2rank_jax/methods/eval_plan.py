@@ -8,9 +8,23 @@ no method offers is a ConfigError.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from r2rank_jax.config import ConfigError, ExperimentConfig
+from r2rank_jax.eval import rationale_log
 from r2rank_jax.methods import registry
-from r2rank_jax.run.context import EvalPlan
+from r2rank_jax.run.context import EvalPlan, ScoreInput
+
+
+def recorded(name: str, fn: Callable[[ScoreInput], Any]) -> Callable[[ScoreInput], Any]:
+    """`fn`, recording the rationales it writes for `rationale_log.sample_users` of the evaluated users."""
+    def scorer(inp: ScoreInput) -> Any:
+        users = rationale_log.sample_users([r.user_id for r in inp.records], seed=inp.cfg.seed)
+        path = inp.wd.eval / "scores" / f"{name}{rationale_log.SUFFIX}"
+        with rationale_log.recording(path, users, lambda ids: inp.tokenizer.decode(ids, skip_special_tokens=True)):
+            return fn(inp)
+    return scorer
 
 
 def eval_plan(cfg: ExperimentConfig) -> EvalPlan:
@@ -26,7 +40,7 @@ def eval_plan(cfg: ExperimentConfig) -> EvalPlan:
     for name in order:
         owner, scorer = owners[name]
         if owner == cfg.method or not scorer.reads_run:
-            scorers[name] = scorer.fn
+            scorers[name] = recorded(name, scorer.fn)
         else:
             unavailable[name] = f"scored by a run of method {owner!r} (it reads that run's checkpoints)"
     return EvalPlan(order, scorers, unavailable)

@@ -11,7 +11,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from r2rank_jax import progress
 from r2rank_jax.distributed import to_host
+from r2rank_jax.eval import rationale_log
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.sampling.params import SamplingParams
@@ -32,24 +34,27 @@ BatchScorer = Callable[[dict, jax.Array], np.ndarray]   # (pipeline batch, PRNG 
 
 
 def score_batches(batch_scores: BatchScorer, source: SplitSource, builder: PromptBuilder, pipeline: PipelineConfig,
-                  max_users: int = 0, seed: int = 0) -> SplitScores:
+                  max_users: int = 0, seed: int = 0, desc: str = "scoring") -> SplitScores:
     """Scores the first `max_users` users (0: all) of `source`, in order, batch by batch; padded
-    candidates get -inf and padding users are dropped."""
+    candidates get -inf and padding users are dropped. A progress bar (`desc`, users) on a terminal."""
     cfg = dataclasses.replace(pipeline, shuffle=False, num_epochs=1, drop_remainder=False, worker_count=0)
     users, cands, scores, labels = [], [], [], []
     key = jax.random.PRNGKey(seed)
-    for batch in make_iterator(source, builder, cfg):
-        key, sub = jax.random.split(key)
-        s = np.asarray(batch_scores(batch, sub), np.float32)
-        s = np.where(batch["candidate_index"] >= 0, s, -np.inf)
-        for i in range(s.shape[0]):
-            if batch["example_mask"][i]:
-                users.append(str(batch["user_ids"][i]))
-                cands.append([str(c) for c in batch["candidate_ids"][i]])
-                scores.append(s[i])
-                labels.append(batch["labels"][i])
-        if max_users and len(users) >= max_users:
-            break
+    total = min(max_users, len(source.records)) if max_users else len(source.records)
+    with progress.bar(total, desc, unit="user") as bar:
+        for batch in make_iterator(source, builder, cfg):
+            key, sub = jax.random.split(key)
+            s = np.asarray(batch_scores(batch, sub), np.float32)
+            s = np.where(batch["candidate_index"] >= 0, s, -np.inf)
+            for i in range(s.shape[0]):
+                if batch["example_mask"][i]:
+                    users.append(str(batch["user_ids"][i]))
+                    cands.append([str(c) for c in batch["candidate_ids"][i]])
+                    scores.append(s[i])
+                    labels.append(batch["labels"][i])
+            bar.update(int(np.sum(batch["example_mask"])))
+            if max_users and len(users) >= max_users:
+                break
     n = max_users or len(users)
     return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32),
                        np.stack(labels[:n]).astype(np.int32))
@@ -67,6 +72,7 @@ def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any
         prefixes, suffixes = prompt_lists(batch)
         out = sampler.generate_shared(prefixes, suffixes, SamplingParams.make(u * k, temperature=temperature), key,
                                       state=llm_state)
+        rationale_log.record(batch, out.ids, out.valid)          # the eval stage's report sample (else a no-op)
         return to_host(score_fn(out.hidden)).reshape(u, k)   # multi-host: gathered from every process
 
     return score_batches(batch_scores, source, builder, pipeline, max_users, seed)

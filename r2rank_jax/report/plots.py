@@ -1,0 +1,75 @@
+"""Plots as data URIs: training curves drawn from metrics.jsonl records, and PNG files read as they are."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# (stage, field, title) of the curves drawn when logged; any other stage's "loss" is drawn too.
+CURVES = (
+    ("sft", "loss", "SFT loss"),
+    ("sft_eval", "eval_loss", "SFT validation loss"),
+    ("rl", "reward", "RL reward (NDCG@10 of sampled rankings)"),
+    ("rl_eval", "valid_ndcg@10", "RL validation NDCG@10"),
+    ("rl", "clip_frac", "RL PPO clip fraction"),
+)
+KNOWN_STAGES = {stage for stage, _, _ in CURVES}
+
+
+def png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def file_uri(path: pathlib.Path) -> str:
+    """A PNG file as a data URI (the analyses write PNG)."""
+    data = path.read_bytes()
+    if not data.startswith(b"\x89PNG"):
+        raise ValueError(f"{path}: not a PNG file")
+    return png_uri(data)
+
+
+def series(records: Sequence[Mapping[str, Any]], field: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of the finite numeric `field` values, in file order."""
+    xs, ys = [], []
+    for r in records:
+        v, step = r.get(field), r.get("step")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and isinstance(step, int):
+            xs.append(float(step))
+            ys.append(float(v))
+    return xs, ys
+
+
+def curve_uri(xs: Sequence[float], ys: Sequence[float], title: str, ylabel: str) -> str:
+    """A small line plot (markers when few points) as a PNG data URI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=90)
+    try:
+        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.4, color="#3a6ea5")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return png_uri(buf.getvalue())
+
+
+def training_curves(metrics: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, str]]:
+    """[(title, data URI)] for every curve of `CURVES` that was logged, then other stages' losses."""
+    wanted = list(CURVES) + [(s, "loss", f"{s} loss") for s in metrics if s not in KNOWN_STAGES]
+    out = []
+    for stage, field, title in wanted:
+        xs, ys = series(metrics.get(stage, ()), field)
+        if xs:
+            out.append((title, curve_uri(xs, ys, title, field)))
+    return out
