@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 ROLES = ("system", "user", "assistant")
@@ -26,6 +27,8 @@ class ChatRequest:
     top_p: float
     stop: tuple[str, ...]
     seed: int
+    stream: bool = False                 # server-sent events (chat.completion.chunk), sent once generation ends
+    include_usage: bool = False          # stream_options.include_usage: a last chunk with the usage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,8 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float, lo_open
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(name, f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise BadRequest(name, f"{name} must be a finite number, got {value}")
     if value > hi or value < lo or (lo_open and value == lo):
         raise BadRequest(name, f"{name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value}")
     return float(value)
@@ -95,9 +100,15 @@ def _strings(body: dict, name: str, limit: int, required: bool, blank_ok: bool =
 
 def chat_request(body: Any, max_tokens_limit: int, default_max_tokens: int) -> ChatRequest:
     body = _object(body)
-    if body.get("stream"):
-        raise BadRequest("stream", "streaming is not supported; send stream=false")
-    if body.get("n", 1) != 1:
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise BadRequest("stream", f"stream must be a boolean, got {type(stream).__name__}")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise BadRequest("stream_options", "stream_options must be an object like {\"include_usage\": true}")
+    if body.get("n") not in (None, 1):
         raise BadRequest("n", "only n=1 is supported")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -114,12 +125,14 @@ def chat_request(body: Any, max_tokens_limit: int, default_max_tokens: int) -> C
     if isinstance(stop, str):
         stop = [stop]
     stops = _strings({"stop": stop}, "stop", MAX_STOP, required=False, blank_ok=True) if stop is not None else ()
-    seed = body.get("seed", 0)
+    seed = body.get("seed")
+    seed = 0 if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise BadRequest("seed", "seed must be an integer")
     return ChatRequest(messages=tuple(parsed), max_tokens=_int(body, key, default_max_tokens, max_tokens_limit),
                        temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
-                       top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True), stop=stops, seed=seed)
+                       top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True), stop=stops, seed=seed,
+                       stream=stream, include_usage=bool(options.get("include_usage", False)))
 
 
 def rank_request(body: Any, max_tokens_limit: int, default_max_tokens: int) -> RankRequest:

@@ -1,7 +1,9 @@
 """HTTP front end: an OpenAI-compatible subset plus ``/v1/rank``, on `http.server.ThreadingHTTPServer`.
 
-Routes: ``GET /healthz``, ``GET /v1/models``, ``POST /v1/chat/completions`` (non-streaming),
-``POST /v1/rank``. Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param",
+Routes: ``GET /healthz``, ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream: true``
+answers with server-sent ``chat.completion.chunk`` events, sent once the generation is done: a role
+chunk, the content, a finish chunk, a usage chunk when ``stream_options.include_usage``, ``[DONE]``),
+``POST /v1/rank`` (docs/serve.md has its JSON schema). Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param",
 "code"}}``: 400 for invalid requests (``param`` names the field), 404 unknown path, 405 wrong
 method, 411/413 for a missing or oversized body, 500 with the exception's message.
 """
@@ -28,6 +30,29 @@ class HTTPError(Exception):
         self.status, self.param = status, param
 
 
+class _Stream(Exception):
+    """Raised by a route whose reply is a stream of events."""
+
+    def __init__(self, chunks: list[dict[str, Any]]):
+        super().__init__("stream")
+        self.chunks = chunks
+
+
+def stream_chunks(reply: dict[str, Any], include_usage: bool) -> list[dict[str, Any]]:
+    """A chat.completion reply as OpenAI's ``chat.completion.chunk`` objects (role, content, finish[, usage])."""
+    choice = reply["choices"][0]
+    base = {"id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"], "model": reply["model"]}
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out = [chunk({"role": "assistant", "content": ""}, None), chunk({"content": choice["message"]["content"]}, None),
+           chunk({}, choice["finish_reason"])]
+    if include_usage:
+        out.append(base | {"choices": [], "usage": reply["usage"]})
+    return out
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "r2rank-serve/0.1"
     server: "Server"
@@ -50,6 +75,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise HTTPError(405, f"{method} is not allowed on {path}")
                 raise HTTPError(404, f"no route {path}")
             self._send(200, self._route(path))
+        except _Stream as e:
+            self._send_events(e.chunks)
         except HTTPError as e:
             self._error(e.status, str(e), e.param)
         except schema.BadRequest as e:
@@ -67,7 +94,11 @@ class Handler(BaseHTTPRequestHandler):
                                                 "owned_by": "r2rank_jax"}]}
         body = self._json_body()
         if path == "/v1/chat/completions":
-            return engine.chat(schema.chat_request(body, engine.max_tokens_limit, engine.default_max_tokens))
+            request = schema.chat_request(body, engine.max_tokens_limit, engine.default_max_tokens)
+            reply = engine.chat(request)
+            if request.stream:
+                raise _Stream(stream_chunks(reply, request.include_usage))
+            return reply
         return engine.rank(schema.rank_request(body, engine.max_tokens_limit, engine.default_max_tokens))
 
     def _json_body(self) -> Any:
@@ -78,13 +109,18 @@ class Handler(BaseHTTPRequestHandler):
             n = int(length)
         except ValueError:
             raise HTTPError(400, f"invalid Content-Length {length!r}") from None
+        if n < 0:
+            raise HTTPError(400, f"invalid Content-Length {length!r}")
         if n > MAX_BODY_BYTES:
+            self.close_connection = True          # the body is not read: this connection cannot be reused
             raise HTTPError(413, f"request body of {n} bytes exceeds {MAX_BODY_BYTES}")
         raw = self.rfile.read(n)
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise HTTPError(400, f"the request body is not valid JSON ({e})", param="body") from None
+        except RecursionError:
+            raise HTTPError(400, "the request body is nested too deeply", param="body") from None
 
     def _send(self, status: int, obj: dict[str, Any]) -> None:
         data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
@@ -93,6 +129,18 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_events(self, chunks: list[dict[str, Any]]) -> None:
+        """Server-sent events, one ``data:`` line per chunk, then ``data: [DONE]``; the connection closes."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(b"data: " + json.dumps(chunk, ensure_ascii=False).encode("utf-8") + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
     def _error(self, status: int, message: str, param: str | None = None) -> None:
         self._send(status, {"error": {"message": message, "type": _ERROR_TYPES.get(status, "error"), "param": param,

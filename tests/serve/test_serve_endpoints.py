@@ -93,7 +93,7 @@ def test_untrained_head_gives_zero_scores(tiny_parts):
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10_000}, "max_tokens"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "temperature"),
     ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stop": [1]}, "stop[0]"),
-    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stream": True}, "stream"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
     ("/v1/rank", {"history": []}, "candidates"),
     ("/v1/rank", {"candidates": ["a"]}, "history"),
     ("/v1/rank", {"history": [], "candidates": []}, "candidates"),
