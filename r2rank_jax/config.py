@@ -156,6 +156,20 @@ class EvalSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ListwiseAPISpec:
+    """The zero-shot listwise baseline through an OpenAI-compatible endpoint (the paper's DeepSeek-R1 row):
+    add ``zero_shot_listwise_api`` to `eval.methods` (r2rank_jax/methods/zero_shot_listwise_api.py)."""
+    base_url: str = ""                   # e.g. https://api.deepseek.com/v1, or http://127.0.0.1:8000/v1 (our serve)
+    model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key (read at run time, never logged)
+    concurrency: int = 4                 # requests in flight
+    max_tokens: int = 0                  # 0: the local listwise baseline's, eval.max_new_tokens + 4 per candidate
+    temperature: float = 0.0
+    timeout: float = 120.0               # seconds per request attempt
+    max_attempts: int = 5                # attempts per prompt (retries on 429, 5xx, timeouts, dropped connections)
+
+
+@dataclasses.dataclass(frozen=True)
 class R2RecSpec:
     """R2Rec interaction-of-thought baseline (r2rank_jax.methods.r2rec); sft/rl steps, optimizers and
     batch sizes come from `sft` and `rl` (rl.batch_users users x group_size outputs per RL step)."""
@@ -250,6 +264,7 @@ class ExperimentConfig:
     sft: SFTSpec = SFTSpec()
     rl: RLSpec = RLSpec()
     eval: EvalSpec = EvalSpec()
+    listwise_api: ListwiseAPISpec = ListwiseAPISpec()
     r2rec: R2RecSpec = R2RecSpec()
     r2ec: R2ECSpec = R2ECSpec()
     tallrec: PointwiseLLMSpec = TALLREC

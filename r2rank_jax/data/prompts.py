@@ -122,6 +122,7 @@ class ListwisePrompt:
     dropped: int
     text: str
     ids: tuple[int, ...]
+    messages: tuple[dict[str, str], ...] = ()   # the chat messages `text` renders (for a chat-completions endpoint)
 
 
 class PromptBuilder:
@@ -176,11 +177,14 @@ class PromptBuilder:
             return None
         return pt.clean_text(record.profile) or None
 
+    def messages(self, content: str) -> list[dict[str, str]]:
+        """The chat messages of one user message (the system prompt first, when configured)."""
+        messages = [] if self.config.system_prompt is None else [{"role": "system", "content": self.config.system_prompt}]
+        return messages + [{"role": "user", "content": content}]
+
     def render(self, content: str) -> str:
         """The chat text of one user message, ending with the assistant header."""
-        messages = [] if self.config.system_prompt is None else [{"role": "system", "content": self.config.system_prompt}]
-        messages.append({"role": "user", "content": content})
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer.apply_chat_template(self.messages(content), add_generation_prompt=True, tokenize=False)
 
     def split_rendered(self, profile: str | None, history: Sequence[str], candidate: str) -> tuple[str, str]:
         """(prefix text, suffix text) of one rendered pointwise prompt (item *texts* as inputs)."""
@@ -293,6 +297,7 @@ class PromptBuilder:
             dropped=dropped,
             text=text,
             ids=tuple(ids),
+            messages=tuple(self.messages(pt.listwise_message(profile, history_texts[dropped:], listed))),
         )
 
 

@@ -20,18 +20,20 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from r2rank_jax import progress
 from r2rank_jax.data.answers import last_answer
 from r2rank_jax.data.benchmark import Record
-from r2rank_jax.data.prompts import PromptBuilder
+from r2rank_jax.data.prompts import ListwisePrompt, PromptBuilder
 
 PARSED, PARTIAL, UNPARSABLE = "parsed", "partial", "unparsable"
 _NUMBER = re.compile(r"\d+")
 
-# prompts (token id lists) -> generated texts, one per prompt
-GenerateFn = Callable[[list[list[int]]], list[str]]
+# prompts (token id lists, or what `score_listwise`'s `inputs` makes of each prompt) -> generated texts, one per prompt
+GenerateFn = Callable[[list[Any]], list[str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,15 +118,21 @@ class ListwiseScores:
     stats: ParseStats
 
 
+def token_ids(prompt: ListwisePrompt) -> list[int]:
+    return list(prompt.ids)
+
+
 def score_listwise(records: Sequence[Record], builder: PromptBuilder, generate: GenerateFn,
                    orders: Sequence[Sequence[int]] | None = None, max_prompt_tokens: int | None = None,
-                   batch_size: int = 8) -> ListwiseScores:
+                   batch_size: int = 8, inputs: Callable[[ListwisePrompt], Any] = token_ids,
+                   pad: bool = True) -> ListwiseScores:
     """Listwise scores `[N, K]` of `records` (all with the same K).
 
     ``orders[i]`` is the order in which user i's candidates are listed (default: candidate order);
-    ``generate`` maps a list of prompts (token ids) to their outputs and is called with exactly
-    ``batch_size`` prompts each time (the last batch is padded by repeating its first prompt, so a
-    jitted generator compiles once per prompt-length bucket).
+    ``generate`` maps a list of ``inputs(prompt)`` (default: the prompts' token ids; an endpoint client
+    takes ``prompt.messages``) to their outputs and is called with exactly ``batch_size`` prompts each
+    time when ``pad`` (the last batch is padded by repeating its first prompt, so a jitted generator
+    compiles once per prompt-length bucket), else with the last batch as it is.
     """
     widths = {len(r.candidates) for r in records}
     if len(widths) != 1:
@@ -135,10 +143,12 @@ def score_listwise(records: Sequence[Record], builder: PromptBuilder, generate: 
     prompts = [builder.listwise(r, None if orders is None else orders[i], max_tokens=max_prompt_tokens)
                for i, r in enumerate(records)]
     texts: list[str] = []
-    for lo in range(0, len(prompts), batch_size):
-        chunk = [list(p.ids) for p in prompts[lo:lo + batch_size]]
-        outputs = generate(chunk + [chunk[0]] * (batch_size - len(chunk)))
-        texts.extend(outputs[:len(chunk)])
+    with progress.bar(len(prompts), "listwise", unit="user") as bar:
+        for lo in range(0, len(prompts), batch_size):
+            chunk = [inputs(p) for p in prompts[lo:lo + batch_size]]
+            outputs = generate(chunk + [chunk[0]] * (batch_size - len(chunk)) if pad else chunk)
+            texts.extend(outputs[:len(chunk)])
+            bar.update(len(chunk))
     stats = ParseStats()
     parses, rows = [], []
     for prompt, record, text in zip(prompts, records, texts):

@@ -5,8 +5,8 @@
 - ``analyses/*.png``: the analyses' plots, when present;
 - for the sampled users: the benchmark's history (item titles, oldest first), candidates and positive,
   every method's scores (``eval/scores/NAME.jsonl``), the recorded rationales
-  (``eval/scores/NAME.rationales.jsonl``, `eval.rationale_log`) and the listwise outputs
-  (``eval/scores/zero_shot_listwise.outputs.jsonl``).
+  (``eval/scores/NAME.rationales.jsonl``, `eval.rationale_log`) and the listwise methods' outputs
+  (``eval/scores/NAME.outputs.jsonl``).
 
 Users: the order of the first rationale file (the eval stage's seeded sample), else
 `rationale_log.sample_users` of the score files' users with the config's seed; the first N are shown.
@@ -24,7 +24,6 @@ from r2rank_jax.data.textio import iter_jsonl
 from r2rank_jax.eval import rationale_log
 from r2rank_jax.run.workdir import MissingInputError, Workdir
 
-LISTWISE = "zero_shot_listwise"
 CLASSIC = ("random", "popularity", "sasrec", "bert4rec", "lightgcn")
 
 
@@ -120,7 +119,7 @@ def collect(workdir: str | pathlib.Path, num_users: int) -> ReportData:
     llm = tuple(m for m in methods if m not in classic)
     score_rows = {m: _by_user(scores_dir / f"{m}.jsonl") for m in llm}
     rationales = {m: _by_user(scores_dir / f"{m}{rationale_log.SUFFIX}") for m in llm}
-    outputs = _by_user(scores_dir / f"{LISTWISE}.outputs.jsonl")
+    outputs = {m: _by_user(scores_dir / f"{m}.outputs.jsonl") for m in llm}
     order = next((list(r) for r in rationales.values() if r), None)
     if order is None:
         users = next(iter(score_rows.values()), {})
@@ -138,7 +137,7 @@ def collect(workdir: str | pathlib.Path, num_users: int) -> ReportData:
     for user in order:
         rec = records[user]
         per_method = tuple(_method_view(m, rec, titles, score_rows[m][user], rationales[m].get(user),
-                                        outputs.get(user) if m == LISTWISE else None) for m in llm)
+                                        outputs[m].get(user)) for m in llm)
         views.append(UserView(user, rec.get("profile"), tuple(titles.get(str(h), str(h)) for h in rec["history"]),
                               per_method))
     return ReportData(wd.root, results, config, read_metrics(wd.metrics), analyses, tuple(views), llm)

@@ -39,12 +39,27 @@ def listwise_setup(cfg: ExperimentConfig, tok: Any, num_candidates: int, mesh=No
     if parts is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
     model, _ = parts
-    d = cfg.data
-    max_new = cfg.eval.max_new_tokens + TOKENS_PER_CANDIDATE * num_candidates
-    budget = min(d.prefix_buckets[-1] + num_candidates * d.suffix_buckets[-1],
-                 model.config.max_position_embeddings - max_new, DEFAULT_BUCKETS[-1])
+    budget, max_new = listwise_budget(cfg, num_candidates, model.config.max_position_embeddings)
     sampler = builders.sampler(model, tok, cfg, max_new, buckets=builders.budget_buckets(budget))
     return ListwiseSetup(sampler_generate(sampler, tok, seed=cfg.seed), budget, max_new)
+
+
+def listwise_budget(cfg: ExperimentConfig, num_candidates: int, max_positions: int | None = None) -> tuple[int, int]:
+    """(prompt token budget, new tokens) of a listwise prompt of K candidates: the pointwise prefix budget plus
+    K pointwise suffixes, capped by the sampler's buckets and (when known) the model's positions."""
+    d = cfg.data
+    max_new = cfg.eval.max_new_tokens + TOKENS_PER_CANDIDATE * num_candidates
+    budget = min(d.prefix_buckets[-1] + num_candidates * d.suffix_buckets[-1], DEFAULT_BUCKETS[-1])
+    if max_positions is not None:
+        budget = min(budget, max_positions - max_new)
+    return budget, max_new
+
+
+def write_outputs(path: pathlib.Path, records: Sequence[Record], result: ListwiseScores) -> pathlib.Path:
+    """The raw outputs, one line per user: {"user_id", "status", "text"} (the run report shows them)."""
+    write_jsonl(path, ({"user_id": r.user_id, "status": p.status, "text": t}
+                       for r, p, t in zip(records, result.parses, result.texts)))
+    return path
 
 
 def listwise_scores(setup: ListwiseSetup, records: Sequence[Record], builder: PromptBuilder,
@@ -60,7 +75,5 @@ def zero_shot_listwise(cfg: ExperimentConfig, tok: Any, mesh, records: Sequence[
     k = max(len(r.candidates) for r in records)
     result = listwise_scores(listwise_setup(cfg, tok, k, mesh), records, builder)
     path = write_score_file(scores_dir / f"{METHOD}.jsonl", records, result.scores)
-    write_jsonl(scores_dir / f"{METHOD}.outputs.jsonl",
-                ({"user_id": r.user_id, "status": p.status, "text": t}
-                 for r, p, t in zip(records, result.parses, result.texts)))
+    write_outputs(scores_dir / f"{METHOD}.outputs.jsonl", records, result)
     return path, result.stats.as_dict()
