@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from r2rank_jax import progress
 from r2rank_jax.data.answers import parse_decision
 from r2rank_jax.data.benchmark import Record, load_items, load_split
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
@@ -109,6 +110,8 @@ def synthesize(teacher: Teacher, builder: PromptBuilder, records: Sequence[Recor
     counts: Counter[str] = Counter()
     start = time.time()
     pairs = iter_pairs(builder, records, config.negatives_per_user, config.seed, config.max_users)
+    users = min(len(records), config.max_users) if config.max_users else len(records)
+    bar = progress.bar(users * (1 + config.negatives_per_user), "synthesis", unit="pair")   # about: 1 + negatives
     try:
         while chunk := list(itertools.islice(pairs, config.chunk_pairs)):
             counts["pairs"] += len(chunk)
@@ -126,9 +129,11 @@ def synthesize(teacher: Teacher, builder: PromptBuilder, records: Sequence[Recor
                     if entry["outcome"] != "failed" and not run.is_done(reply.request.pair.key, config.max_attempts):
                         again.append(reply.request.pair)
                 pending = again
+            bar.update(len(chunk))
             log.info("synthesis: %d pairs seen (%d skipped), %d requests, %d accepted, %d failed",
                      counts["pairs"], counts["skipped"], counts["requests"], counts["accepted"], counts["failed"])
     finally:
+        bar.close()
         run.close()
         stats = {**compute_stats(run.entries), "teacher": teacher.name, "config": dataclasses.asdict(config),
                  "run": {**{k: counts.get(k, 0) for k in ("pairs", "skipped", "requests", "accepted", "rejected",
