@@ -46,18 +46,22 @@ def model_step(model, context: KVCache | None) -> Step:
 
 def decode_loop(graphdef: nnx.GraphDef, state: nnx.State, cache: KVCache, context: KVCache | None,
                 logits: jax.Array, next_pos: jax.Array, params: SamplingParams, key: jax.Array,
-                eos_ids: jax.Array, stop_table: jax.Array, *, max_new_tokens: int, num_candidates: int,
-                pad_id: int) -> tuple[SampleOutput, KVCache]:
+                eos_ids: jax.Array, stop_table: jax.Array, first_row: jax.Array | None = None, *, max_new_tokens: int,
+                num_candidates: int, pad_id: int, total_rows: int | None = None) -> tuple[SampleOutput, KVCache]:
     """Samples up to `max_new_tokens` tokens per row.
 
     cache: own cache `[B, ...]` holding the prompt (room for max_new_tokens more); context: optional
     shared prefix (batch B // group); logits: `[B, V]` at the last prompt token; next_pos: `[B]` the
     position of the first new token; eos_ids: `[E]`; stop_table: `stops.StopStrings.table`.
+    total_rows (static) and first_row: these B rows are rows [first_row, first_row + B) of a batch of
+    total_rows (a host's block, multi-host): each row draws the uniform it would draw in the whole batch.
     Returns the outputs and the final cache (returned so that a donated input cache is updated in place).
     """
     model = nnx.merge(graphdef, state)
+    rows_of = None if total_rows is None else (total_rows, first_row)
     return sample_loop(model_step(model, context), model.config, cache, logits, next_pos, params, key, eos_ids,
-                       stop_table, max_new_tokens=max_new_tokens, num_candidates=num_candidates, pad_id=pad_id)
+                       stop_table, max_new_tokens=max_new_tokens, num_candidates=num_candidates, pad_id=pad_id,
+                       rows_of=rows_of)
 
 
 def sample_loop(step_fn: Step, cfg, cache: KVCache, logits: jax.Array, next_pos: jax.Array, params: SamplingParams,

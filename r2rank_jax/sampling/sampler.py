@@ -113,7 +113,7 @@ def _prefill_context(graphdef, state, tokens, positions):
     return context_from_kv(model(tokens, positions, return_kv=True, unroll=True).kv, positions, for_decoding=True)
 
 
-_decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "num_candidates", "pad_id"),
+_decode = jax.jit(decode_loop, static_argnames=("graphdef", "max_new_tokens", "num_candidates", "pad_id", "total_rows"),
                   donate_argnames=("cache",))
 
 
@@ -215,14 +215,21 @@ class Sampler:
                         cache_size=size)
 
     def decode(self, cache: KVCache, logits: jax.Array, next_pos, params: SamplingParams, key: jax.Array, *,
-               context: KVCache | None = None, state=None) -> SampleOutput:
-        """Decode loop after a prefill (the cache is donated: do not reuse it)."""
-        params.check_batch(logits.shape[0])
+               context: KVCache | None = None, state=None, rows: tuple[int, int] | None = None) -> SampleOutput:
+        """Decode loop after a prefill (the cache is donated: do not reuse it). rows=(total, first): the B rows
+        are rows [first, first + B) of a batch of `total` rows (`generate_shared`)."""
+        b = logits.shape[0]
+        params.check_batch(b)
+        if rows is not None and not (0 <= rows[1] and rows[1] + b <= rows[0]):
+            raise ValueError(f"rows={rows}: {b} rows starting at {rows[1]} do not fit a batch of {rows[0]}")
         if self._mesh is not None:
+            if rows is not None:
+                raise ValueError("rows= (a host's block of a batch) is not supported with decode_devices > 1")
             return self._decode_split(cache, logits, next_pos, params, key, context, state)
+        total, first = (None, None) if rows is None else (int(rows[0]), jnp.asarray(rows[1], jnp.int32))
         out, _ = _decode(self.graphdef, self._state(state), cache, context, logits, jnp.asarray(next_pos, jnp.int32),
-                         params, key, self._eos, self._stop_table, max_new_tokens=self.config.max_new_tokens,
-                         num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
+                         params, key, self._eos, self._stop_table, first, max_new_tokens=self.config.max_new_tokens,
+                         num_candidates=self.config.num_candidates, pad_id=self.config.pad_id, total_rows=total)
         return out
 
     def _decode_split(self, cache, logits, next_pos, params, key, context, state) -> SampleOutput:
@@ -293,10 +300,16 @@ class Sampler:
         return cache, logits, next_pos
 
     def generate_shared(self, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],
-                        params: SamplingParams, key: jax.Array, *, state=None) -> SampleOutput:
-        """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k)."""
+                        params: SamplingParams, key: jax.Array, *, state=None, rows: tuple[int, int] | None = None
+                        ) -> SampleOutput:
+        """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k).
+
+        rows=(total, first): these U * K rows are rows [first, first + U * K) of a batch of `total` rows
+        (a host's users of a global batch): each row samples with the random number it would get in the
+        whole batch, so the hosts' blocks together equal one call on the whole batch (up to float rounding).
+        """
         if len(prefixes) != len(suffixes):
             raise ValueError(f"{len(prefixes)} prefixes but {len(suffixes)} suffix lists")
         context = self.prefill_shared(prefixes, state)
         cache, logits, next_pos = self.prefill_suffixes(context, [len(p) for p in prefixes], suffixes, state=state)
-        return self.decode(cache, logits, next_pos, params, key, context=context, state=state)
+        return self.decode(cache, logits, next_pos, params, key, context=context, state=state, rows=rows)

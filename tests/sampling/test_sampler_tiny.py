@@ -127,6 +127,29 @@ def test_banded_packed_prefill_equals_unshared(model, temperature, monkeypatch):
     np.testing.assert_allclose(np.asarray(shared.hidden), np.asarray(plain.hidden), atol=1e-5)
 
 
+def test_host_blocks_with_rows_equal_the_whole_batch(model):
+    """Sampling (temperature 1) 4 users as two blocks of 2 with rows=(total, first), as two hosts do,
+    gives the rows of one call on all 4; the second block without rows= draws other numbers."""
+    vocab = model.config.vocab_size
+    prefixes = prompts(vocab, (9, 4, 20, 3), seed=21)       # the second block's prefixes need a larger bucket
+    suffixes = [prompts(vocab, (2, 5, 1), seed=22 + u) for u in range(4)]
+    sampler = Sampler(model, CONFIG)
+    whole = sampler.generate_shared(prefixes, suffixes, SamplingParams.make(12, temperature=1.0), jax.random.key(3))
+    params = SamplingParams.make(6, temperature=1.0)
+    blocks = [sampler.generate_shared(prefixes[2 * i:2 * i + 2], suffixes[2 * i:2 * i + 2], params, jax.random.key(3),
+                                      rows=(12, 6 * i)) for i in range(2)]
+    for field in ("ids", "valid", "lengths"):
+        np.testing.assert_array_equal(np.concatenate([np.asarray(getattr(b, field)) for b in blocks]),
+                                      np.asarray(getattr(whole, field)), err_msg=field)
+    for field in ("logprobs", "hidden"):
+        np.testing.assert_allclose(np.concatenate([np.asarray(getattr(b, field)) for b in blocks]),
+                                   np.asarray(getattr(whole, field)), atol=1e-5, err_msg=field)
+    alone = sampler.generate_shared(prefixes[2:], suffixes[2:], params, jax.random.key(3))
+    assert not np.array_equal(np.asarray(alone.ids), np.asarray(whole.ids)[6:])
+    with pytest.raises(ValueError, match="do not fit a batch of 8"):
+        sampler.generate_shared(prefixes[2:], suffixes[2:], params, jax.random.key(3), rows=(8, 4))
+
+
 def test_segment_band_choice():
     assert sampler_module.segment_band(48, 512) == 64     # smallest divisor of 512 holding a 48-token suffix
     assert sampler_module.segment_band(48, 480) == 48
