@@ -8,8 +8,8 @@
   (``eval/scores/NAME.rationales.jsonl``, `eval.rationale_log`) and the listwise methods' outputs
   (``eval/scores/NAME.outputs.jsonl``).
 
-Users: the order of the first rationale file (the eval stage's seeded sample), else
-`rationale_log.sample_users` of the score files' users with the config's seed; the first N are shown.
+Users: `rationale_log.sample_users(evaluated users, N, config seed)`, the eval stage's seeded sample
+extended: its first `rationale_log.DEFAULT_USERS` have rationales, any further ones scores only.
 """
 from __future__ import annotations
 
@@ -120,11 +120,9 @@ def collect(workdir: str | pathlib.Path, num_users: int) -> ReportData:
     score_rows = {m: _by_user(scores_dir / f"{m}.jsonl") for m in llm}
     rationales = {m: _by_user(scores_dir / f"{m}{rationale_log.SUFFIX}") for m in llm}
     outputs = {m: _by_user(scores_dir / f"{m}.outputs.jsonl") for m in llm}
-    order = next((list(r) for r in rationales.values() if r), None)
-    if order is None:
-        users = next(iter(score_rows.values()), {})
-        order = rationale_log.sample_users(list(users), seed=int((config or {}).get("seed", 0)))
-    order = [u for u in order if all(u in score_rows[m] for m in llm)][:num_users]
+    evaluated = list(next(iter(score_rows.values()), {}))
+    order = rationale_log.sample_users(evaluated, num_users, seed=int((config or {}).get("seed", 0)))
+    order = [u for u in order if all(u in score_rows[m] for m in llm)]
     bench = wd.benchmark if wd.benchmark.is_dir() else pathlib.Path(results.get("benchmark", {}).get("path", ""))
     split = results.get("benchmark", {}).get("split", "test")
     titles = {str(o["item_id"]): str(o.get("title", o["item_id"])) for _, o in iter_jsonl(bench / "items.jsonl")} \
