@@ -102,3 +102,26 @@ def test_data_and_model_text_is_escaped(debug_run, tmp_path):
     assert out == 0 and PAYLOAD not in page and "<img src=x" not in page
     assert esc(PAYLOAD) in page and "&lt;img src=x onerror=&quot;document.title=1&quot;&gt; &amp; &lt;/pre&gt;" in page
     assert page.count("<script>") == 1     # the page's own
+
+
+def test_the_analyses_plots_are_embedded(debug_run, tmp_path):
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for part in ("data", "eval"):
+        shutil.copytree(debug_run / part, tmp_path / part)
+    shutil.copy(debug_run / "config.json", tmp_path / "config.json")
+    (tmp_path / "analyses").mkdir()
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(tmp_path / "analyses" / "history_length.png")
+    plt.close(fig)
+    (tmp_path / "analyses" / "history_length.json").write_text("{}")
+    assert report_cli.main(["--workdir", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    uri = "data:image/png;base64," + base64.b64encode((tmp_path / "analyses" / "history_length.png").read_bytes()).decode()
+    assert f'<img class="plot analysis" alt="history_length" src="{uri}">' in page
