@@ -217,3 +217,73 @@ def to_host(x: jax.Array) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# ---- per-host work: blocks of items, host-local model copies, gathering blocks -------------------
+
+def host_block(n: int, index: int | None = None, count: int | None = None) -> slice:
+    """Process ``index`` of ``count``'s contiguous block of ``n`` items (default: this process of all):
+    ``[index * n // count, (index + 1) * n // count)``; blocks differ in size by at most one, in process order."""
+    index = jax.process_index() if index is None else index
+    count = jax.process_count() if count is None else count
+    if not 0 <= index < count or n < 0:
+        raise DistributedError(f"host_block: need 0 <= index < count and n >= 0, got {index}, {count}, {n}")
+    return slice(index * n // count, (index + 1) * n // count)
+
+
+def local_mesh(mesh):
+    """This process's devices as a (data=1, fsdp, tensor) mesh: a host-local replica of a model sharded over
+    `mesh`, with `mesh`'s tensor size where it divides the local device count. One process (or no mesh): `mesh`."""
+    if mesh is None or jax.process_count() == 1:
+        return mesh
+    from r2rank_jax.mesh import make_mesh
+
+    return make_mesh(_local_sizes(mesh), devices=jax.local_devices())
+
+
+def _local_sizes(mesh) -> dict[str, int]:
+    n = jax.local_device_count()
+    tensor = math.gcd(mesh.shape.get("tensor", 1), n)
+    return {"data": 1, "fsdp": n // tensor, "tensor": tensor}
+
+
+def host_replica(tree: Any, mesh) -> Any:
+    """Parameters sharded over `mesh` (every process's devices) → the same values on this process's
+    `local_mesh` (partition rules), fully addressable: each host then computes on its own (e.g. samples for
+    its own users) without collectives. One all-gather across hosts, on the devices; every process must call
+    it. One process (or no mesh): ``tree`` itself."""
+    if mesh is None or jax.process_count() == 1:
+        return tree
+    from jax.sharding import Mesh, NamedSharding
+
+    from r2rank_jax.mesh import AXES, make_mesh, param_shardings
+
+    sizes = _local_sizes(mesh)
+    grids = [make_mesh(sizes, devices=[d for d in jax.devices() if d.process_index == p]).devices
+             for p in range(jax.process_count())]
+    hosts = Mesh(np.stack(grids), ("hosts", *AXES))          # replicated over "hosts", as local_mesh within each
+    mine = local_mesh(mesh)
+    local = param_shardings(tree, mine)
+
+    def one(x, sharding):
+        y = jax.device_put(x, NamedSharding(hosts, sharding.spec))
+        return jax.make_array_from_single_device_arrays(x.shape, sharding, [s.data for s in y.addressable_shards])
+    return jax.tree.map(one, tree, local)
+
+
+def gather_blocks(x: Any, n: int) -> np.ndarray:
+    """Every process's `host_block` of ``n`` rows (``x``: this process's rows ``[n_i, ...]``) → all ``n`` rows,
+    in process order, on every host. One process: ``x``."""
+    x = np.asarray(x)
+    if jax.process_count() == 1:
+        return x
+    sizes = [host_block(n, p).stop - host_block(n, p).start for p in range(jax.process_count())]
+    if x.shape[0] != sizes[jax.process_index()]:
+        raise DistributedError(f"gather_blocks: process {jax.process_index()} holds {x.shape[0]} rows, its block "
+                               f"of {n} is {sizes[jax.process_index()]}")
+    from jax.experimental import multihost_utils
+
+    padded = np.zeros((max(sizes),) + x.shape[1:], x.dtype)
+    padded[:x.shape[0]] = x
+    every = np.asarray(multihost_utils.process_allgather(padded))          # [processes, max block, ...]
+    return np.concatenate([every[p, :s] for p, s in enumerate(sizes)])

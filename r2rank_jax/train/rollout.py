@@ -64,9 +64,10 @@ def to_rl_batch(batch: Batch, out: SampleOutput) -> RLBatch:
     )
 
 
-def rollout(sampler: Sampler, llm_state: Any, batch: Batch, params: SamplingParams, key: jax.Array
-            ) -> tuple[RLBatch, SampleOutput]:
-    """Samples K rationales per user with the current policy and returns (RLBatch, raw sampler output)."""
+def rollout(sampler: Sampler, llm_state: Any, batch: Batch, params: SamplingParams, key: jax.Array,
+            rows: tuple[int, int] | None = None) -> tuple[RLBatch, SampleOutput]:
+    """Samples K rationales per user with the current policy and returns (RLBatch, raw sampler output).
+    rows=(total, first): `batch` is a host's block of a global batch (`Sampler.generate_shared`)."""
     prefixes, suffixes = prompt_lists(batch)
-    out = sampler.generate_shared(prefixes, suffixes, params, key, state=llm_state)
+    out = sampler.generate_shared(prefixes, suffixes, params, key, state=llm_state, rows=rows)
     return to_rl_batch(batch, out), out

@@ -8,12 +8,15 @@ the workdir has one (else, or with `sft.steps=0`, from the base model: the paper
 `rl.freeze_llm=True` (the MLP-only ablation) trains the scoring head only: θ stays bitwise equal to
 the starting checkpoint. Prompts are the `data.prompt_variant` ones (`no_cot`: the without-CoT
 ablation, with short rollouts). Resumable; SIGTERM saves and exits. Multi-host (docs/multihost.md):
-every process reads the whole global batch of users (the sampler's inputs must be the same on every
-process), the rollout and the validation scores are gathered to every host, the train step's batch
-is sharded over all devices; checkpoints are collective as in `sft`.
+each process reads its block of every global batch of users (`distributed.host_batch_shard`), samples
+their rationales on a host-local copy of θ (`distributed.host_replica`, one all-gather per step) with
+the random numbers those rows get in the whole batch, and contributes its rows of the RLBatch to the
+global arrays of the train step (`distributed.put_batch`); validation still feeds every process the
+whole batch (a collective sampler call on the sharded θ). Checkpoints are collective as in `sft`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -90,18 +93,20 @@ def run(ctx: RunContext) -> dict:
                                  mesh=mesh)
     builder, pipeline = common.prompts_and_pipeline(cfg, tokenizer, wd, batch_users=plan.batch_users,
                                                     variant=plan.prompt_variant)
-    train_iter = common.iterator(wd, "train", builder, pipeline)
+    index, count = distributed.host_batch_shard(mesh)         # (0, 1) with one process
+    train_iter = common.iterator(wd, "train", builder, dataclasses.replace(
+        pipeline, batch_users=distributed.host_batch_size(plan.batch_users, mesh, "rl.batch_users"),
+        shard_index=index, shard_count=count))
     valid = common.source(wd, "valid")
     stopper = EarlyStopping(plan.patience)
 
     def rl_step(state, batch):
-        u, k = batch["labels"].shape
+        u, k = batch["labels"].shape                           # this host's U users of the global batch
         params = common.sampling_params(u * k, plan.temperature)
         key = seeds.step_key(cfg.seed, seeds.R2RANK_ROLLOUT, int(state.step))
-        rl_batch, _ = rollout(sampler, state.llm, batch, params, key)
-        # Multi-host: every host read the whole batch (the sampler takes the same prompts on every
-        # process) and gathered the whole rollout, so it passes the whole RLBatch.
-        return train_step(state, distributed.put_batch(rl_batch, mesh, host_rows=False))
+        rows = None if count == 1 else (count * u * k, index * u * k)
+        rl_batch, _ = rollout(sampler, distributed.host_replica(state.llm, mesh), batch, params, key, rows)
+        return train_step(state, distributed.put_batch(rl_batch, mesh))     # host rows -> the global RLBatch
 
     def evaluate(state):
         scores = score_split(sampler, state.llm, static.head_def, state.head, valid, builder, pipeline,
