@@ -11,8 +11,9 @@ report is written to WORKDIR/eval/report.html (r2rank_jax.report). Multi-host (s
 docs/multihost.md): when the environment names a coordinator and process count/id (R2RANK_* or
 JAX_* variables, r2rank_jax.distributed), or R2RANK_DISTRIBUTED=1 on a TPU pod, `jax.distributed`
 is initialized before anything touches the devices; `sft` and `rl` then run on every process
-(checkpoints are written collectively), `prepare` and `synthesize` on process 0 alone, and `eval`
-(so `all`) is refused (not multi-host yet).
+(checkpoints are written collectively), `prepare` and `synthesize` on process 0 alone, and `eval` on
+every process, each scoring its own block of users (process 0 merges them, writes the results and
+the report).
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def maybe_init_distributed() -> bool:
 
 
 # Stages that run on every process of a multi-host run; the others run on process 0 alone.
-COLLECTIVE_STAGES = ("sft", "rl")
+COLLECTIVE_STAGES = ("sft", "rl", "eval")
 PRIMARY_STAGES = ("prepare", "synthesize")
 
 
@@ -84,8 +85,9 @@ def run_stage(stage: str, ctx) -> dict:
         from r2rank_jax.report import write_report
         from r2rank_jax.stages import evaluate
         summary = evaluate.run(ctx, eval_plan(ctx.cfg))
-        summary["report"] = str(write_report(ctx.wd.root))       # WORKDIR/eval/report.html
-        print(f"report: {summary['report']}", file=sys.stderr)
+        if "results" in summary:           # multi-host: process 0 alone writes the results and the report
+            summary["report"] = str(write_report(ctx.wd.root))       # WORKDIR/eval/report.html
+            print(f"report: {summary['report']}", file=sys.stderr)
         return summary
     fn = getattr(method, stage, None)
     if fn is None:

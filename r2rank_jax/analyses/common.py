@@ -98,10 +98,14 @@ class ModelContext:
     def load(cls, workdir: pathlib.Path, split: str | None = None, max_users: int | None = None, mesh: str | None = None,
              benchmark: pathlib.Path | None = None) -> "ModelContext":
         """`benchmark`: score another prepared benchmark (its items and split) with this workdir's model."""
+        from r2rank_jax import distributed
         from r2rank_jax.data.pipeline import SplitSource
         from r2rank_jax.data.prompts import PromptBuilder
         from r2rank_jax.run import builders as common
 
+        # Multi-host (the launcher's environment variables, docs/multihost.md): each process scores its
+        # block of the users on a host-local mesh (`scorer`), process 0 writes the outputs.
+        distributed.initialize(distributed.settings_from_env())
         wd = Workdir(pathlib.Path(workdir))
         cfg = load_config(wd)
         tok = common.tokenizer(cfg, wd, "analyses")
@@ -117,7 +121,7 @@ class ModelContext:
         the_mesh = None
         if mesh:
             from r2rank_jax.mesh import make_mesh
-            the_mesh = make_mesh(mesh)
+            the_mesh = distributed.local_mesh(make_mesh(mesh))
         return cls(cfg, wd, tok, builder, pipeline, source, the_mesh)
 
     @property
@@ -125,9 +129,13 @@ class ModelContext:
         return self.source.records
 
     def scorer(self, method: str) -> "Scorer":
-        if method == LISTWISE:
-            return ListwiseScorer(self)
-        return PointwiseScorer(self, method)
+        import jax
+
+        scorer = ListwiseScorer(self) if method == LISTWISE else PointwiseScorer(self, method)
+        if jax.process_count() == 1:
+            return scorer
+        from r2rank_jax.analyses.host_blocks import HostBlocks
+        return HostBlocks(scorer)
 
 
 class PointwiseScorer:
@@ -182,8 +190,15 @@ class ListwiseScorer:
 
 
 def write_outputs(out_dir: pathlib.Path, name: str, payload: dict, markdown: str, figure) -> dict[str, pathlib.Path]:
-    """Writes OUT/NAME.json, NAME.md and NAME.png (then closes the figure); returns the paths."""
+    """Writes OUT/NAME.json, NAME.md and NAME.png (then closes the figure); returns the paths (multi-host:
+    process 0 alone writes, the others return {})."""
     import matplotlib.pyplot as plt
+
+    from r2rank_jax import distributed
+
+    if not distributed.is_primary():
+        plt.close(figure)
+        return {}
 
     paths = {"json": out_dir / f"{name}.json", "md": out_dir / f"{name}.md", "png": out_dir / f"{name}.png"}
     paths["json"].write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=_jsonable) + "\n")

@@ -50,11 +50,14 @@ class VerbalizedBatchScorer:
         out = self.sampler.generate_shared(prefixes, suffixes, SamplingParams.make(rows, temperature=0.0), key)
         ids, valid = np.asarray(out.ids), np.asarray(out.valid)
         rationale_log.record(batch, ids, valid)                  # the eval stage's report sample (else a no-op)
+        # Only real candidates of real users count towards tag_rate (not the padding of a short last batch).
+        real = (batch["example_mask"][:, None] & (batch["candidate_index"] >= 0)).reshape(-1)
         contexts = []
         for i in range(rows):
             gen = ids[i][valid[i]].tolist()
-            self.rationales += 1
-            self.tagged += ANSWER_OPEN in self.tokenizer.decode(gen, skip_special_tokens=False)
+            if real[i]:
+                self.rationales += 1
+                self.tagged += ANSWER_OPEN in self.tokenizer.decode(gen, skip_special_tokens=False)
             contexts.append(rationale_context(gen, self.tokenizer, drop_ids=self.eos_ids))
         return contexts
 

@@ -20,8 +20,8 @@ from r2rank_jax.run.context import EvalPlan, ScoreInput
 def recorded(name: str, fn: Callable[[ScoreInput], Any]) -> Callable[[ScoreInput], Any]:
     """`fn`, recording the rationales it writes for `rationale_log.sample_users` of the evaluated users."""
     def scorer(inp: ScoreInput) -> Any:
-        users = rationale_log.sample_users([r.user_id for r in inp.records], seed=inp.cfg.seed)
-        path = inp.wd.eval / "scores" / f"{name}{rationale_log.SUFFIX}"
+        users = rationale_log.sample_users(inp.user_ids, seed=inp.cfg.seed)   # of every evaluated user
+        path = inp.scores_dir / f"{name}{rationale_log.SUFFIX}"
         with rationale_log.recording(path, users, lambda ids: inp.tokenizer.decode(ids, skip_special_tokens=True)):
             return fn(inp)
     return scorer

@@ -289,9 +289,8 @@ def score(inp: ScoreInput) -> tuple[np.ndarray, dict]:
         stats.add(parse)
         rows.append(ranking_scores(parse, len(rec.candidates), p.positive_index))
         steps.append(step_reward(text, len(p.chains), len(p.items)))
-    wd.eval.mkdir(parents=True, exist_ok=True)
-    (wd.eval / "scores").mkdir(exist_ok=True)
-    write_jsonl(wd.eval / "scores" / f"{METHOD}.outputs.jsonl",
+    inp.scores_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(inp.scores_dir / f"{METHOD}.outputs.jsonl",
                 ({"user_id": rec.user_id, "chains": len(p.chains), "text": t}
                  for rec, p, t in zip(records, prompts, texts)))
     extra = {"parse": stats.as_dict(), "model": loaded, "mean_step_reward": float(np.mean(steps)),

@@ -73,7 +73,7 @@ def zero_shot_listwise_api(inp: ScoreInput) -> tuple[np.ndarray, dict]:
     builder, _ = builders.prompts_and_pipeline(cfg, inp.tokenizer, inp.wd, batch_users=cfg.rl.batch_users)
     result = score_listwise(records, builder, generate, max_prompt_tokens=budget,
                             batch_size=max(8, plan.concurrency), inputs=lambda p: p.messages, pad=False)
-    write_outputs(inp.wd.eval / "scores" / f"{NAME}.outputs.jsonl", records, result)
+    write_outputs(inp.scores_dir / f"{NAME}.outputs.jsonl", records, result)
     return result.scores, {"parse": result.stats.as_dict(), "endpoint": generate.summary()}
 
 

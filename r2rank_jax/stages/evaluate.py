@@ -10,6 +10,10 @@ as NAME with their own r2rank scores, after `r2rank_jax.eval.compare` has checke
 computed on the identical users and candidate lists. Then the configured classic baselines and the
 zero-shot listwise baseline (`r2rank_jax.run.listwise`). Baselines are scored on the whole split and
 cut to the evaluated users.
+
+Multi-host (several `jax.distributed` processes): each process scores its own block of the users with
+host-local model replicas; process 0 merges the blocks and alone runs the baselines and writes the
+results (`r2rank_jax.stages.eval_hosts`); the others return after the merge barrier.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import pathlib
 
 import numpy as np
 
-from r2rank_jax import baselines
+from r2rank_jax import baselines, distributed
 from r2rank_jax.config import ConfigError, ExperimentConfig
 from r2rank_jax.eval import compare
 from r2rank_jax.eval.evaluate import evaluate_score_files
@@ -28,6 +32,7 @@ from r2rank_jax.run import builders as common
 from r2rank_jax.run.context import EvalPlan, RunContext, ScoreInput
 from r2rank_jax.run.listwise import zero_shot_listwise
 from r2rank_jax.run.workdir import Workdir
+from r2rank_jax.stages.eval_hosts import HostEval
 
 
 def _baseline_plan(e) -> dict[str, list[str]]:
@@ -62,7 +67,7 @@ def _compared_runs(cfg: ExperimentConfig, plan: EvalPlan) -> dict[str, pathlib.P
 
 
 def run(ctx: RunContext, plan: EvalPlan) -> dict:
-    cfg, wd, mesh = ctx.cfg, ctx.wd, ctx.mesh
+    cfg, wd = ctx.cfg, ctx.wd
     e = cfg.eval
     compared = _compared_runs(cfg, plan)
     baseline_args = _baseline_plan(e)
@@ -71,13 +76,15 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     records = source.records[:e.max_users] if e.max_users else source.records
     scores_dir = wd.eval / "scores"
     scores_dir.mkdir(parents=True, exist_ok=True)
-    # The other runs are checked first: a mismatch fails before any model runs.
-    imported = {name: compare.import_run(name, other, wd.benchmark, records, e.split, scores_dir / f"{name}.jsonl")
+    hosts = HostEval(ctx, records)              # one process: every user, files straight into scores_dir
+    # The other runs are checked first (on every process): a mismatch fails before any model runs.
+    imported = {name: compare.import_run(name, other, wd.benchmark, records, e.split,
+                                         (scores_dir if distributed.is_primary() else hosts.scores_dir) / f"{name}.jsonl")
                 for name, other in compared.items()}
     paths: dict[str, pathlib.Path] = {}
     extras: dict[str, dict] = {}
     skipped = []
-    inp = ScoreInput(ctx, tok, source, records)
+    inp = ScoreInput(hosts.ctx, tok, hosts.source(source), hosts.block, hosts.scores_dir, hosts.user_ids)
     for name in plan.order:
         if name not in plan.scorers:       # another method's checkpoint scorer (plan.unavailable says why)
             skipped.append(name)
@@ -86,15 +93,21 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
         if out is None:
             skipped.append(name)
             continue
-        paths[name] = write_score_file(scores_dir / f"{name}.jsonl", records, out[0])
+        paths[name] = write_score_file(hosts.scores_dir / f"{name}.jsonl", hosts.block, out[0])
         extras[name] = out[1]
+    listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+    _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder, hosts.scores_dir)
+    merged = hosts.merge([*paths, "zero_shot_listwise"], extras, listwise_parse)
+    if merged is None:                  # multi-host, not process 0: its block is merged there
+        return {"stage": "eval", "process": hosts.index, "scored_users": len(hosts.block)}
+    extras, listwise_parse = merged
+    paths = {name: scores_dir / f"{name}.jsonl" for name in paths}
     paths |= imported
     for name, args in baseline_args.items():
         paths[name] = _baseline_scores(name, args, wd, e.split, records, scores_dir)
     if not paths:
         raise RuntimeError(f"eval: no method could be scored (skipped for want of a checkpoint: {skipped})")
-    listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
-    paths["zero_shot_listwise"], listwise_parse = zero_shot_listwise(cfg, tok, mesh, records, listwise_builder, scores_dir)
+    paths["zero_shot_listwise"] = scores_dir / "zero_shot_listwise.jsonl"
     reference = e.reference if e.reference in paths else next(iter(paths))
     per_user, ties = evaluate_score_files(paths, records, e.split)
     manifest = json.loads((wd.benchmark / "manifest.json").read_text())
