@@ -78,6 +78,9 @@ def build_results(
     return results
 
 
+CEILING = "oracle"   # r2rank_jax.baselines.oracle: shown as a ceiling, not a method
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     """A Table-2-style table (rows = methods, markers vs the reference), then CIs and p-values."""
     methods = results["methods"]
@@ -102,10 +105,15 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             mark = comparisons.get(name, {}).get(m, {}).get("marker", "")
             cells.append(f"{entry[m]:.4f}{mark}")
         label = f"{name} (ref)" if name == ref else name
+        if name == CEILING:
+            label = f"*{name} (ceiling)*"
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     if "random_expectation" in results:
         rnd = results["random_expectation"]
         out.append("| *random (expected)* | " + " | ".join(f"{rnd[m]:.4f}" for m in METRICS) + " |")
+    if CEILING in methods:
+        out += ["", f"*{CEILING}*: the synthetic world's own attribute scores (it reads the items' hidden "
+                "attributes, which no method sees): a ceiling, not a method."]
     ci = results["ci"]
     out += ["", f"## {int(ci['level'] * 100)}% confidence intervals ({ci['method']}, "
                 f"{ci['resamples']} resamples, seed {ci['seed']})", "", head, rule]

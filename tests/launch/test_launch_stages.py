@@ -124,3 +124,5 @@ def test_eval_runs_the_oracle_and_passes_baseline_arguments(debug_run, tmp_path)
     assert meta["args"]["epochs"] == 1 and meta["args"]["seed"] == 5
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["methods"]["oracle"]["ndcg@10"] > results["methods"]["zero_shot_pointwise"]["ndcg@10"]
+    table = (tmp_path / "eval" / "results.md").read_text()
+    assert "| *oracle (ceiling)* |" in table and "a ceiling, not a method" in table
