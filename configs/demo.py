@@ -8,7 +8,8 @@ def get_config() -> ExperimentConfig:
         name="demo",
         seed=0,
         tokenizer="synthetic",
-        data=DataConfig(source="synthetic", synthetic_users=600, synthetic_items=300, max_prompt_tokens=320,
+        # 2000 users: 1600 train / 200 valid / 200 test (the test table needs >= 200 users).
+        data=DataConfig(source="synthetic", synthetic_users=2000, synthetic_items=300, max_prompt_tokens=320,
                         prefix_buckets=(256, 320), suffix_buckets=(48,)),
         model=ModelSpec(kind="random", hidden_size=128, intermediate_size=256, num_layers=4, num_heads=4,
                         num_kv_heads=2, head_dim=32, head_hidden=64),
@@ -21,5 +22,9 @@ def get_config() -> ExperimentConfig:
                   # the features the head reads, and the result swung with the sampling stream (docs/demo.md).
                   advantage="item", llm_optim=OptimSpec(learning_rate=1e-6), head_optim=OptimSpec(learning_rate=1e-2),
                   eval_every=50, eval_users=32, patience=2, checkpoint_every=50),
-        eval=EvalSpec(split="test", max_users=60, max_new_tokens=80, baselines=("random", "popularity")),
+        # The classic baselines trained on the same world (epochs chosen on the valid split, docs/demo.md) and
+        # the world's own attribute scores as a ceiling (`oracle`: reads hidden attributes; not a method).
+        eval=EvalSpec(split="test", max_users=200, max_new_tokens=80,
+                      baselines=("random", "popularity", "sasrec", "bert4rec", "lightgcn", "oracle"),
+                      baseline_args=("sasrec --epochs 60", "bert4rec --epochs 60", "lightgcn --epochs 100")),
     )
