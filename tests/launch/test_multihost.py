@@ -6,16 +6,13 @@ written checkpoint). Also: the environment parsing and the host input shards (`H
 """
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from multihost_harness import spawn
 
 from r2rank_jax import distributed
 
@@ -91,40 +88,10 @@ def test_host_shards_are_blocks_of_the_one_process_batches(n, drop):
 
 # ---- two processes vs one ------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn_two(workdir: pathlib.Path) -> list[str]:
     """Runs `launch ... sft` as processes 0 and 1 of a 2-process job; returns their outputs."""
-    port = _free_port()
-    procs = []
-    for pid in range(2):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "R2RANK_"))}
-        env.update(PYTHONPATH=str(REPO), XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                   JAX_PLATFORMS="cpu", R2RANK_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", R2RANK_NUM_PROCESSES="2",
-                   R2RANK_PROCESS_ID=str(pid), R2RANK_INIT_TIMEOUT="120")
-        cmd = [sys.executable, "-m", "r2rank_jax.launch", f"--config={DEBUG}", f"--workdir={workdir}", f"--mesh={MESH}",
-               *(f"--config.{k}={v}" for k, v in SFT_OVERRIDES.items()), "sft"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
-    outputs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=TIMEOUT_S)
-            outputs.append(out)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the 2-process sft run did not finish within {TIMEOUT_S} s")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, 9)
-                p.wait()
-    for pid, (p, out) in enumerate(zip(procs, outputs)):
-        assert p.returncode == 0, f"process {pid} exited {p.returncode}:\n{out[-4000:]}"
-    return outputs
+    return spawn(["-m", "r2rank_jax.launch", f"--config={DEBUG}", f"--workdir={workdir}", f"--mesh={MESH}",
+                  *(f"--config.{k}={v}" for k, v in SFT_OVERRIDES.items()), "sft"], TIMEOUT_S, what="sft run")
 
 
 def _sft_records(workdir: pathlib.Path) -> list[dict]:
