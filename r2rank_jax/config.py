@@ -35,6 +35,7 @@ class DataConfig:
     prefix_buckets: tuple[int, ...] = (256, 384, 512)
     suffix_buckets: tuple[int, ...] = (64,)
     prompt_variant: str = "cot"          # "cot" (self-reflective) or "no_cot" (decision only: the without-CoT ablation)
+    item_fields: tuple[str, ...] = ()    # optional items.jsonl fields every prompt shows after a title: "Title (f: v; ...)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ class TeacherSpec:
     api_key_env: str = "OPENAI_API_KEY"
     negatives_per_user: int = 3
     noise: float = 0.1
-    style: str = "full"                  # scripted teacher: "full" sentences or "concise" counts
+    style: str = "full"                  # scripted teacher: "full" sentences, "concise" counts or "graded" (counts + level)
     max_new_tokens: int = 256
     concurrency: int = 4
 

@@ -138,6 +138,11 @@ class PromptBuilder:
         self.config = config
         self.stats = BudgetStats()
         self._item_text: dict[str, str] = {}
+        if config.item_fields and items:
+            unknown = [f for f in config.item_fields if not any(f in it for it in items.values())]
+            if unknown:
+                known = sorted({k for it in items.values() for k in it} - {"item_id", "title"})
+                raise ValueError(f"item_fields {unknown} are in no item of items.jsonl (its optional fields: {known})")
 
     # ------------------------------------------------------------------------------ text pieces
 

@@ -62,7 +62,7 @@ def prompts_and_pipeline(cfg, tok: Any, items, question: str, batch_users: int
     d = cfg.data
     pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets,
                               suffix_buckets=d.suffix_buckets, seed=cfg.seed)
-    prompt_cfg = fit_to_buckets(PromptConfig(variant="no_cot", max_prompt_tokens=d.max_prompt_tokens), pipeline)
+    prompt_cfg = fit_to_buckets(PromptConfig(variant="no_cot", max_prompt_tokens=d.max_prompt_tokens, item_fields=tuple(d.item_fields)), pipeline)
     return QuestionPromptBuilder(tok, items, prompt_cfg, question), pipeline
 
 

@@ -52,7 +52,8 @@ def run_config(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def prompts(cfg: ExperimentConfig, tok, source: SplitSource) -> R2ecPrompts:
-    return R2ecPrompts(tok, source.items, cfg.data.prefix_buckets, cfg.r2ec.item_tokens, cfg.data.max_prompt_tokens)
+    return R2ecPrompts(tok, source.items, cfg.data.prefix_buckets, cfg.r2ec.item_tokens, cfg.data.max_prompt_tokens,
+                       cfg.data.item_fields)
 
 
 def sampler(llm, tok, cfg: ExperimentConfig, max_new_tokens: int) -> Sampler:

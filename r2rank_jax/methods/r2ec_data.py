@@ -40,8 +40,8 @@ class R2ecPrompts:
     """Tokenized user and item prompts of one prepared benchmark (`items`: items.jsonl by id)."""
 
     def __init__(self, tokenizer: Any, items: Mapping[str, Mapping[str, str]], prefix_buckets: Sequence[int],
-                 item_tokens: int, max_prompt_tokens: int | None = None):
-        self.builder = PromptBuilder(tokenizer, items, PromptConfig(variant="cot"))
+                 item_tokens: int, max_prompt_tokens: int | None = None, item_fields: Sequence[str] = ()):
+        self.builder = PromptBuilder(tokenizer, items, PromptConfig(variant="cot", item_fields=tuple(item_fields)))
         self.pad_id = tokenizer.pad_token_id or 0
         self.prefix_buckets = tuple(prefix_buckets)
         limit = self.prefix_buckets[-1] + 1            # the prefix drops the prompt's last token

@@ -22,7 +22,7 @@ import numpy as np
 
 from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.data.benchmark import write_jsonl
-from r2rank_jax.data.prompts import PromptBuilder, PromptConfig
+from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.data.textio import iter_jsonl
 from r2rank_jax.eval.listwise import ParseStats, parse_listwise, ranking_scores
 from r2rank_jax.methods import r2rec_prompts
@@ -65,7 +65,7 @@ def prompt_budget(cfg: ExperimentConfig, num_candidates: int, max_positions: int
 
 
 def builder(cfg: ExperimentConfig, tok: Any, wd: Workdir) -> PromptBuilder:
-    return PromptBuilder(tok, common.source(wd, "train").items, PromptConfig(max_prompt_tokens=None))
+    return PromptBuilder(tok, common.source(wd, "train").items, common.prompt_config(cfg, max_prompt_tokens=None))
 
 
 def graph(cfg: ExperimentConfig, wd: Workdir) -> ChainGraph:

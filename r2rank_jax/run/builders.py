@@ -147,8 +147,14 @@ def prompt_configs(cfg: ExperimentConfig, batch_users: int, variant: str | None 
     d = cfg.data
     pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets, suffix_buckets=d.suffix_buckets,
                               seed=cfg.seed)
-    prompt_cfg = PromptConfig(variant=variant or d.prompt_variant, max_prompt_tokens=d.max_prompt_tokens)
-    return fit_to_buckets(prompt_cfg, pipeline), pipeline
+    return fit_to_buckets(prompt_config(cfg, variant or d.prompt_variant), pipeline), pipeline
+
+
+def prompt_config(cfg: ExperimentConfig, variant: str = "cot", max_prompt_tokens: int | None | str = "run") -> PromptConfig:
+    """How every method renders this run's items and users: `variant`, the run's item fields and (``"run"``)
+    its prompt budget."""
+    budget = cfg.data.max_prompt_tokens if max_prompt_tokens == "run" else max_prompt_tokens
+    return PromptConfig(variant=variant, max_prompt_tokens=budget, item_fields=tuple(cfg.data.item_fields))
 
 
 def source(wd: Workdir, split: str) -> SplitSource:

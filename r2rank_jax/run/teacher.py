@@ -13,6 +13,7 @@ from typing import Any
 
 from r2rank_jax.config import compute_dtype
 from r2rank_jax.data.prompts import PromptConfig
+from r2rank_jax.run.builders import prompt_config
 from r2rank_jax.teacher.factory import TeacherSpec
 from r2rank_jax.teacher.synthesize import SynthesisConfig, synthesize_benchmark
 
@@ -34,7 +35,7 @@ def from_experiment(cfg: Any) -> tuple[TeacherSpec, SynthesisConfig, PromptConfi
     spec = TeacherSpec(kind=t.kind, api_key_env=t.api_key_env, concurrency=t.concurrency, noise=t.noise, style=t.style,
                        max_new_tokens=t.max_new_tokens, seed=cfg.seed, **endpoint, **local)
     config = SynthesisConfig(negatives_per_user=t.negatives_per_user, seed=cfg.seed, rationalize=t.kind == "local")
-    return spec, config, PromptConfig(max_prompt_tokens=cfg.data.max_prompt_tokens)
+    return spec, config, prompt_config(cfg)
 
 
 def run_stage(cfg: Any, wd: Any) -> dict[str, Any]:

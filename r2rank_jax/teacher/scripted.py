@@ -9,8 +9,10 @@ flipped decision), so the correctness filter has work to do. Each response has t
 the self-reflective prompt and ends with the answer tag. Deterministic in (seed, user, candidate,
 attempt).
 
-Two styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer) and ``concise``
-(the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts).
+Three styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer), ``concise``
+(the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts) and ``graded``
+(concise, plus the match score floored to a level 0..7 in the self-check and again in the conclusion,
+right before the answer: a graded signal next to the last hidden state the scoring head reads).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from r2rank_jax.teacher.prompts import answer_tag
 
 PROFILE_BONUS = 0.5
 _NAMES = {"genre": "genre", "platform": "platform", "brand": "brand"}
-STYLES = ("full", "concise")
+STYLES = ("full", "concise", "graded")
+MAX_LEVEL = 7   # "graded": the match score floored to 0..MAX_LEVEL (the default world's scores reach 7.6)
 
 
 def _favorite_platform(profile: str | None) -> str | None:
@@ -66,7 +69,7 @@ class ScriptedTeacher:
         fits = score >= self.threshold
         if rng.random() < self.noise:
             fits = not fits
-        if self.style == "concise":
+        if self.style in ("concise", "graded"):
             return self._concise(pair, score, fits)
         return "\n".join([self._initial(pair), self._self_check(pair, score), self._conclusion(pair, fits),
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
@@ -142,6 +145,10 @@ class ScriptedTeacher:
             shares += ", favorite platform " + ("matches" if fav == cand["platform"] else "differs")
         evidence = "clear" if abs(score - self.threshold) > 0.5 else "uncertain"
         decision = "I recommend it." if fits else "I do not recommend it."
+        if self.style == "graded":
+            level = min(int(np.floor(max(score, 0.0))), MAX_LEVEL)
+            evidence += f", match level {level} of {MAX_LEVEL}"
+            decision = f"level {level}, {decision}"
         return "\n".join([f"#Initial reasoning: {shares}.", f"#Self-check: the evidence is {evidence}.",
                           f"#Final conclusion and suggestion: {decision}",
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])

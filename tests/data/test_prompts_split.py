@@ -150,3 +150,24 @@ def test_listwise_prompt_lists_candidates_in_order():
     assert prompt.labels == (0, 1, 0) and prompt.order == (2, 0, 1)
     with pytest.raises(ValueError, match="permutation"):
         builder.listwise(RECORD, order=(0, 0, 1))
+
+
+def test_an_item_field_no_item_has_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"item_fields \['stroe'\] are in no item.*'description'.*'store'"):
+        PromptBuilder(world_tokenizer(), ITEMS, PromptConfig(item_fields=("store", "stroe")))
+
+
+def test_data_item_fields_reach_the_teacher_and_the_model_prompts():
+    import dataclasses
+    import pathlib
+
+    from r2rank_jax.config import load_config_file
+    from r2rank_jax.run import builders, teacher
+
+    cfg = load_config_file(str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "debug_cpu.py"))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, item_fields=("store",)))
+    teacher_cfg = teacher.from_experiment(cfg)[2]
+    model_cfg = builders.prompt_configs(cfg, batch_users=2)[0]
+    for config in (teacher_cfg, model_cfg):
+        assert config.item_fields == ("store",)
+        assert PromptBuilder(world_tokenizer(), ITEMS, config).item_text("b") == "Tom & Jerry Deluxe (store: Acme Games)"

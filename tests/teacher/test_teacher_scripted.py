@@ -135,3 +135,33 @@ def test_concise_style_keeps_the_decisions_and_the_evidence(tiny_world, builder,
         assert "style" in str(e)
     else:
         raise AssertionError("an unknown style must be an error")
+
+
+def test_graded_style_states_the_floored_match_score(tiny_world, builder, train_records, tmp_path):
+    import math
+    import re
+
+    from r2rank_jax.teacher.base import Pair
+    from r2rank_jax.teacher.scripted import MAX_LEVEL
+
+    attributes = load_item_attributes(tiny_world[0])
+    concise = ScriptedTeacher(attributes, noise=0.3, seed=1, style="concise")
+    graded = ScriptedTeacher(attributes, noise=0.3, seed=1, style="graded")
+    cfg = SynthesisConfig(negatives_per_user=2, max_users=20)
+    a = synthesize(concise, builder, train_records, tmp_path / "concise", cfg)
+    b = synthesize(graded, builder, train_records, tmp_path / "graded", cfg)
+    assert a["accepted"] == b["accepted"]          # same noise draws, same decisions
+    records = {r.user_id: r for r in train_records}
+    levels = set()
+    for x, y in zip(_lines(tmp_path / "concise" / ledger.CORPUS), _lines(tmp_path / "graded" / ledger.CORPUS)):
+        assert y["response"].splitlines()[0] == x["response"].splitlines()[0]      # the same evidence line
+        record = records[y["user_id"]]
+        shown = builder.build(record).history          # the history the prompt shows (after the budget cut)
+        score = graded.match_score(Pair(record, y["candidate"], y["label"], shown, y["user_message"], y["prompt"]))
+        level = min(math.floor(score), MAX_LEVEL)
+        check = re.search(r"match level (\d) of 7", y["response"])
+        final = re.search(r"#Final conclusion and suggestion: level (\d), (I (?:do not )?recommend it)\.", y["response"])
+        assert check and final and int(check.group(1)) == int(final.group(1)) == level
+        assert final.group(2) == ("I recommend it" if y["label"] else "I do not recommend it")
+        levels.add(level)
+    assert len(levels) >= 3 and y["teacher"] == "scripted(noise=0.3,style=graded)"
