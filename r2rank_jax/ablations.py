@@ -32,6 +32,8 @@ import argparse
 import shlex
 import sys
 
+from r2rank_jax import runner
+
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "rl_only": ("sft.steps=0",),
     "mlp_only": ("sft.steps=0", "rl.freeze_llm=true"),
@@ -75,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--workdir", required=True, help="the main run's workdir; ablations go to WORKDIR_<name>")
     parser.add_argument("--run", action="store_true", help="run the commands instead of printing them")
-    args, extra = parser.parse_known_args(argv)
-    bad = [e for e in extra if not e.startswith("--config.") or "=" not in e]
-    if bad:
-        parser.error(f"unrecognized arguments {bad} (config overrides look like --config.rl.steps=10)")
+    args, extra = runner.parse_args(parser, argv)
     for argv_ in commands(args.config, args.workdir, extra):
         print("python -m r2rank_jax.launch " + " ".join(shlex.quote(a) for a in argv_), flush=True)
         if args.run:

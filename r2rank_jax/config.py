@@ -154,6 +154,9 @@ class EvalSpec:
     methods: tuple[str, ...] = ("r2rank", "sft_only", "zero_shot_pointwise")
     # Other runs on the same benchmark, "NAME=WORKDIR": their eval/scores/r2rank.jsonl joins this table as NAME.
     compare: tuple[str, ...] = ()
+    # Also score the zero-shot listwise baseline (the base model, all K candidates in one prompt). The study
+    # runner (r2rank_jax.study) scores it once, in its own run, and turns it off in the others.
+    listwise: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,20 +21,18 @@ The last stdout line is one JSON object: ``{"findings": PATH, "<finding>": {"del
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
-import shlex
-import shutil
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from r2rank_jax import ablations
+from r2rank_jax import ablations, runner
 from r2rank_jax.data.benchmark import load_split
 from r2rank_jax.eval.evaluate import evaluate_score_files
 from r2rank_jax.eval.significance import TEST_NAME, wilcoxon_p
+from r2rank_jax.runner import Run
 
 # finding -> (run A, run B, the paper's claim "A > B")
 FINDINGS: dict[str, tuple[str, str, str]] = {
@@ -45,27 +43,6 @@ FINDINGS: dict[str, tuple[str, str, str]] = {
 STAGES: tuple[str, ...] = ("prepare", "synthesize", "sft", "rl", "eval")
 MAIN_EVAL: tuple[str, ...] = ablations.ABLATION_EVAL
 METRICS: tuple[str, ...] = ("ndcg@10", "mrr")
-_REUSED_FROM_MAIN = ("data", "teacher", "sft")
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One launcher run: `name` at `seed` in `workdir`; `stages` each get ``launch ... STAGE``."""
-
-    name: str
-    seed: int
-    workdir: pathlib.Path
-    overrides: tuple[str, ...]
-    stages: tuple[str, ...]    # launcher stages, in order
-    copy_from: pathlib.Path | None = None   # main's workdir whose data/teacher/sft this run starts from
-
-    def argv(self, config: str, extra: Sequence[str], stage: str) -> list[str]:
-        return [f"--config={config}", *extra, f"--config.seed={self.seed}", *self.overrides,
-                f"--workdir={self.workdir}", stage]
-
-    @property
-    def done(self) -> bool:
-        return (self.workdir / "eval" / "results.json").is_file()
 
 
 def runs_needed(findings: Sequence[str]) -> list[str]:
@@ -88,25 +65,13 @@ def plan(workdir: str | pathlib.Path, seeds: Sequence[int], findings: Sequence[s
         for name in runs_needed(findings):
             wd = base / name
             if name == "main":
-                out.append(Run(name, seed, wd, tuple(f"--config.{o}" for o in MAIN_EVAL), STAGES))
+                out.append(Run(name, wd, tuple(f"--config.{o}" for o in MAIN_EVAL), STAGES, seed=seed))
             elif name == "no_cot":
-                out.append(Run(name, seed, wd, tuple(ablations.overrides(name)), ("rl", "eval"), copy_from=base / "main"))
+                out.append(Run(name, wd, tuple(ablations.overrides(name)), ("rl", "eval"), copy_from=base / "main",
+                               seed=seed))
             else:
-                out.append(Run(name, seed, wd, tuple(ablations.overrides(name)), STAGES))
+                out.append(Run(name, wd, tuple(ablations.overrides(name)), STAGES, seed=seed))
     return out
-
-
-def _start_from_main(run: Run) -> None:
-    """Copies main's data/teacher/sft (and config.json) into the run's workdir, once."""
-    if (run.workdir / "sft").exists():
-        return
-    missing = [p for p in _REUSED_FROM_MAIN if not (run.copy_from / p).exists()]
-    if missing:
-        raise FileNotFoundError(f"{run.name} (seed {run.seed}) starts from {run.copy_from}, which lacks {missing}")
-    run.workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run.copy_from / "config.json", run.workdir / "config.json")
-    for part in _REUSED_FROM_MAIN:
-        shutil.copytree(run.copy_from / part, run.workdir / part, dirs_exist_ok=True)
 
 
 def _stage_argv(run: Run, config: str, extra: Sequence[str], stage: str) -> list[str] | None:
@@ -114,29 +79,13 @@ def _stage_argv(run: Run, config: str, extra: Sequence[str], stage: str) -> list
     exists); sft, rl and synthesize continue from what an interrupted run left (``--resume``)."""
     if stage == "prepare" and (run.workdir / "data" / "benchmark" / "manifest.json").is_file():
         return None
-    argv = run.argv(config, extra, stage)
-    if stage in ("synthesize", "sft", "rl") and (run.workdir / "config.json").exists():
-        argv.insert(-1, "--resume")
-    return argv
+    return runner.launch_argv(run, config, extra, stage)
 
 
 def execute(runs: Sequence[Run], config: str, extra: Sequence[str], dry_run: bool = False) -> bool:
     """Runs every unfinished stage as its own ``python -m r2rank_jax.launch`` process; returns False when
     SIGTERM stopped it (forwarded to the running stage, which checkpoints and exits)."""
-    import signal
-    import subprocess
-
-    stopped = False
-    child: subprocess.Popen | None = None
-
-    def on_sigterm(signum, frame):  # noqa: ARG001
-        nonlocal stopped
-        stopped = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with runner.Children() as children:
         for run in runs:
             if run.done:
                 print(f"# {run.name} seed {run.seed}: done ({run.workdir})", flush=True)
@@ -145,21 +94,16 @@ def execute(runs: Sequence[Run], config: str, extra: Sequence[str], dry_run: boo
                 argv = _stage_argv(run, config, extra, stage)
                 if argv is None:
                     continue
-                print("python -m r2rank_jax.launch " + " ".join(shlex.quote(a) for a in argv), flush=True)
                 if dry_run:
+                    print(runner.command_line(runner.LAUNCH, argv), flush=True)
                     continue
-                if run.copy_from is not None:
-                    _start_from_main(run)
-                child = subprocess.Popen([sys.executable, "-m", "r2rank_jax.launch", *argv])
-                rc = child.wait()
-                child = None
-                if stopped:
+                runner.start_from(run)
+                result = children.run(runner.LAUNCH, argv)
+                if children.stopped:
                     print("# stopped by SIGTERM; the same command continues", flush=True)
                     return False
-                if rc != 0:
-                    raise RuntimeError(f"{run.name} seed {run.seed}: stage {stage} failed (exit {rc})")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+                if result.rc != 0:
+                    raise RuntimeError(f"{run.name} seed {run.seed}: stage {stage} failed (exit {result.rc})")
     return True
 
 
@@ -242,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--findings", default=",".join(FINDINGS), help=f"comma-separated, of {list(FINDINGS)}")
     parser.add_argument("--dry_run", action="store_true", help="print the launcher commands only")
-    args, extra = parser.parse_known_args(argv)
-    bad = [e for e in extra if not e.startswith("--config.") or "=" not in e]
-    if bad:
-        parser.error(f"unrecognized arguments {bad} (config overrides look like --config.rl.steps=10)")
+    args, extra = runner.parse_args(parser, argv)
     if any(e.startswith("--config.seed=") for e in extra):
         parser.error("--config.seed is set per run from --seeds")
     try:

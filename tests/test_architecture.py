@@ -17,7 +17,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("config", {"config"}),
     ("run", {"run"}),
     ("stages", {"stages", "methods"}),
-    ("apps", {"launch", "ablations", "findings", "analyses", "serve", "tools", "bench", "generate", "study", "report"}),
+    ("apps", {"launch", "ablations", "findings", "runner", "analyses", "serve", "tools", "bench", "generate", "study",
+              "report"}),
 ]
 # Same group, but independent: the launcher combines the shared stages with the methods.
 MUST_NOT_IMPORT = {("stages", "methods"), ("methods", "stages")}

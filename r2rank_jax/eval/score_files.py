@@ -101,6 +101,16 @@ def read_score_file(path: str | os.PathLike[str]) -> ScoreFile:
     return ScoreFile(path, tuple(users), tuple(cands), tuple(positives), tuple(scores), tuple(lines))
 
 
+def write_subset(path: str | os.PathLike[str], records: Sequence[Record], out: str | os.PathLike[str]) -> pathlib.Path:
+    """Score file PATH (a whole split, e.g. a baseline's) cut to `records`, in their order, written to OUT."""
+    score_file = read_score_file(path)
+    by_user = dict(zip(score_file.user_ids, score_file.scores))
+    missing = [r.user_id for r in records if r.user_id not in by_user]
+    if missing:
+        raise DataError(pathlib.Path(path), None, f"users {missing[:3]} ({len(missing)} in all) are not in the file")
+    return write_score_file(out, records, np.asarray([by_user[r.user_id] for r in records]))
+
+
 def align_scores(score_file: ScoreFile, records: Sequence[Record], split: str = "the split") -> tuple[np.ndarray, np.ndarray]:
     """Scores `[N, K]` and mask `[N, K]` in `records` order; raises `DataError` naming the file, line and
     user when the file does not cover exactly the benchmark's users with the same candidate lists."""

@@ -8,8 +8,8 @@ scores `[U, K]` and extra result fields, or None (no checkpoint: skipped with a 
 Other runs (`eval.compare`, ``NAME=WORKDIR``; the ablations, see docs/ablations.md) join the table
 as NAME with their own r2rank scores, after `r2rank_jax.eval.compare` has checked that they were
 computed on the identical users and candidate lists. Then the configured classic baselines and the
-zero-shot listwise baseline (`r2rank_jax.run.listwise`). Baselines are scored on the whole split and
-cut to the evaluated users.
+zero-shot listwise baseline (`r2rank_jax.run.listwise`; `eval.listwise=false` leaves it out).
+Baselines are scored on the whole split and cut to the evaluated users.
 
 Multi-host (several `jax.distributed` processes): each process scores its own block of the users with
 host-local model replicas; process 0 merges the blocks and alone runs the baselines and writes the
@@ -20,14 +20,12 @@ from __future__ import annotations
 import json
 import pathlib
 
-import numpy as np
-
 from r2rank_jax import baselines, distributed
 from r2rank_jax.config import ConfigError, ExperimentConfig
 from r2rank_jax.eval import compare
 from r2rank_jax.eval.evaluate import evaluate_score_files
 from r2rank_jax.eval.report import build_results, render_markdown
-from r2rank_jax.eval.score_files import read_score_file, write_score_file
+from r2rank_jax.eval.score_files import write_score_file, write_subset
 from r2rank_jax.run import builders as common
 from r2rank_jax.run.context import EvalPlan, RunContext, ScoreInput
 from r2rank_jax.run.listwise import zero_shot_listwise
@@ -51,11 +49,7 @@ def _baseline_scores(name: str, args: list[str], wd: Workdir, split: str, record
     module = importlib.import_module(f"r2rank_jax.baselines.{name}")
     if module.main(["--benchmark", str(wd.benchmark), "--out", str(full), "--split", split, *args]):
         raise RuntimeError(f"eval: baseline {name!r} failed (arguments {args})")
-    score_file = read_score_file(full)
-    by_user = dict(zip(score_file.user_ids, score_file.scores))
-    path = out_dir / f"{name}.jsonl"
-    write_score_file(path, records, np.asarray([by_user[r.user_id] for r in records]))
-    return path
+    return write_subset(full, records, out_dir / f"{name}.jsonl")
 
 
 def _compared_runs(cfg: ExperimentConfig, plan: EvalPlan) -> dict[str, pathlib.Path]:
@@ -95,9 +89,13 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
             continue
         paths[name] = write_score_file(hosts.scores_dir / f"{name}.jsonl", hosts.block, out[0])
         extras[name] = out[1]
-    listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
-    _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder, hosts.scores_dir)
-    merged = hosts.merge([*paths, "zero_shot_listwise"], extras, listwise_parse)
+    listwise = ["zero_shot_listwise"] if e.listwise else []
+    listwise_parse = None
+    if e.listwise:
+        listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+        _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder,
+                                               hosts.scores_dir)
+    merged = hosts.merge([*paths, *listwise], extras, listwise_parse)
     if merged is None:                  # multi-host, not process 0: its block is merged there
         return {"stage": "eval", "process": hosts.index, "scored_users": len(hosts.block)}
     extras, listwise_parse = merged
@@ -107,7 +105,8 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
         paths[name] = _baseline_scores(name, args, wd, e.split, records, scores_dir)
     if not paths:
         raise RuntimeError(f"eval: no method could be scored (skipped for want of a checkpoint: {skipped})")
-    paths["zero_shot_listwise"] = scores_dir / "zero_shot_listwise.jsonl"
+    for name in listwise:
+        paths[name] = scores_dir / f"{name}.jsonl"
     reference = e.reference if e.reference in paths else next(iter(paths))
     per_user, ties = evaluate_score_files(paths, records, e.split)
     manifest = json.loads((wd.benchmark / "manifest.json").read_text())
@@ -115,7 +114,8 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
              "num_candidates": cfg.data.num_candidates}
     results = build_results(per_user, reference, bench, ties, seed=cfg.seed,
                             num_candidates=max(len(r.candidates) for r in records))
-    results["methods"]["zero_shot_listwise"]["parse"] = listwise_parse
+    if e.listwise:
+        results["methods"]["zero_shot_listwise"]["parse"] = listwise_parse
     for name, extra in extras.items():
         results["methods"][name].update(extra)
     if compared:

@@ -1,0 +1,43 @@
+"""The reproducibility study (issue 20): SmolLM2-135M-Instruct × Amazon Video Games (2018, Games-6k), every
+method of the paper's tables on the same saved candidate lists. Run it with the study runner, not the
+launcher (docs/study.md):
+
+    python -m r2rank_jax.study --config=configs/study_games.py --workdir=/path/outside/the/repo/study
+
+Protocol: user split 8:1:1 (`data.split="user"`), K = 20 candidates (1 positive + 19 negatives), the first
+500 users of the test split for every method (`eval.max_users`), greedy decoding at evaluation (every
+eval scorer decodes greedily). Negatives: popularity-weighted (the main table) here; the runner prepares
+a uniform-negatives benchmark too (`r2rank_jax.study.PROTOCOLS` sets `data.negatives` per protocol).
+
+Every method's hyperparameters live in this one config, in its own section: R2Rank's (`sft`, `rl`,
+`teacher`, also read by its ablations and by R2Rec) and the model, data and prompt budget are those of
+configs/smollm2_games.py; `tallrec`, `prompt4nr`, `r2ec` and `r2rec` are taken from
+configs/{tallrec,prompt4nr,r2ec,r2rec}_games.py. The runner sets `method` and `eval.*` per run (which
+rows each run scores); a method's config hash covers the sections it reads, so tuning one method does
+not invalidate another's finished run.
+"""
+import dataclasses
+import pathlib
+
+from r2rank_jax.config import ExperimentConfig, load_config_file
+
+HERE = pathlib.Path(__file__).parent
+
+
+def _section(config_name: str, section: str):
+    return getattr(load_config_file(HERE / config_name), section)
+
+
+def get_config() -> ExperimentConfig:
+    base = load_config_file(HERE / "smollm2_games.py")
+    data = dataclasses.replace(base.data, source="recbole:../shared/data/amazon18_video_games/Games-6k", split="user",
+                               num_candidates=20, negatives="popularity", seed=0)
+    evaluation = dataclasses.replace(base.eval, split="test", max_users=500,
+                                     baselines=("random", "popularity", "sasrec", "bert4rec", "lightgcn"))
+    return dataclasses.replace(
+        base, name="study_games", data=data, eval=evaluation,
+        tallrec=_section("tallrec_games.py", "tallrec"),
+        prompt4nr=_section("prompt4nr_games.py", "prompt4nr"),
+        r2ec=_section("r2ec_games.py", "r2ec"),
+        r2rec=_section("r2rec_games.py", "r2rec"),
+    )

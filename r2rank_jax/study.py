@@ -1,0 +1,717 @@
+"""The reproducibility study: every method of the paper's tables on one prepared benchmark per candidate
+protocol, one resumable command, one results table.
+
+    python -m r2rank_jax.study --config=configs/study_games.py --workdir=W [--only a,b] [--resume]
+        [--protocols popularity,uniform] [--trained_protocols popularity] [--rerun_changed] [--dry_run]
+        [--config.F=V ...]
+
+Protocols (`PROTOCOLS`): ``popularity`` (negatives drawn proportionally to train popularity: the main
+table, `MAIN_PROTOCOL`) and ``uniform``; each is prepared once (``W/PROTOCOL/prepare``, the launcher's
+``prepare``) and every method's workdir ``W/PROTOCOL/METHOD`` links its ``data`` to it, so every method
+sees the same users and candidate lists. The classic and zero-shot baselines run on every protocol, the
+trained methods on ``--trained_protocols`` (default: the main one).
+
+Methods (`METHODS`, in this order): the classic baselines (``python -m r2rank_jax.baselines.NAME`` on the
+prepared benchmark, cut to the evaluated users), ``zero_shot`` (pointwise and listwise), TALLRec,
+Prompt4NR, R²ec, R2Rec, ``r2rank`` (SFT+RL; its SFT checkpoint is the SFT-only row), and the ablations
+``rl_only``, ``mlp_only`` and ``no_cot`` (`r2rank_jax.ablations`; ``no_cot`` starts from a copy of
+r2rank's teacher/ and sft/). A launcher method runs each of its stages as its own
+``python -m r2rank_jax.launch ... STAGE`` process (`r2rank_jax.runner`); only the zero-shot run scores the
+listwise baseline (``eval.listwise=false`` elsewhere), and each run scores only its own rows.
+
+State: ``W/study.json`` records every unit (a protocol's prepare, or one method on one protocol) with the
+hash of the config it reads (`config_hash`: the resolved config's sections that method reads) and, per
+stage, whether it finished and what it cost (wall and CPU seconds of the child process, peak RSS,
+the tokens the stage reported). A finished unit is skipped; an interrupted one continues where it
+stopped (finished stages are skipped, training stages resume from their checkpoints, ``--resume``); a
+unit whose config changed since it started is refused unless ``--rerun_changed`` (its workdir is then
+removed and it runs again). A workdir that holds a study needs ``--resume`` to be continued. SIGTERM
+is passed to the running stage (which checkpoints); the study then stops, and the same command with
+``--resume`` continues.
+
+After the runs: ``W/results.json`` and ``W/results.md``, one table per protocol (main first) of every
+finished, current method's rows on the same users (NDCG/HR/MRR, 95% bootstrap CIs, Wilcoxon markers and
+p-values against r2rank; `r2rank_jax.eval.report`), the protocol in the header, and each method's cost.
+The last stdout line is one JSON object: ``{"study": W/study.json, "results": ..., "stopped": ...}``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from r2rank_jax import ablations, runner
+
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "popularity": {"overrides": ("data.negatives=popularity",),
+                   "description": "negatives drawn in proportion to their train-split popularity"},
+    "uniform": {"overrides": ("data.negatives=uniform",), "description": "negatives drawn uniformly"},
+}
+MAIN_PROTOCOL = "popularity"
+CLASSIC: tuple[str, ...] = ("random", "popularity", "sasrec", "bert4rec", "lightgcn")
+REFERENCE = "r2rank"
+# What a run of each method reads of the config (dotted paths into config.to_dict), for its hash.
+_COMMON = ("name", "method", "seed", "tokenizer", "data", "model", "eval")
+_R2RANK_READS = (*_COMMON, "sft", "rl", "teacher")
+_NO_LISTWISE = ("eval.baselines=", "eval.listwise=false")
+# Read only by the classic baselines, whose own hash holds their arguments.
+_NOT_READ = ("eval.baseline_args",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One method of the study: `rows` maps each table row to the score file (eval/scores/STEM.jsonl) of its run."""
+
+    name: str
+    rows: dict[str, str]
+    overrides: tuple[str, ...] = ()      # launcher F=V overrides (after the user's: they win)
+    reads: tuple[str, ...] = ()          # the config it reads (hashed)
+    trained: bool = True                 # runs on --trained_protocols only
+    starts_from: str | None = None       # the method whose teacher/ and sft/ this one copies
+    stages: tuple[str, ...] | None = None   # None: the launcher method's own stages, then eval
+    classic: bool = False                # a classic baseline: python -m r2rank_jax.baselines.NAME
+
+    @property
+    def launcher_method(self) -> str:
+        methods = [o.partition("=")[2] for o in self.overrides if o.startswith("method=")]
+        return methods[-1] if methods else "r2rank"
+
+
+def _llm(name: str, extra_reads: tuple[str, ...] = ()) -> Method:
+    """A trained LLM baseline: launcher method `name`, its config section `name`, its one row."""
+    reads = (*_COMMON, "rl.batch_users", name, *extra_reads)
+    return Method(name, {name: name}, (f"method={name}", f"eval.methods={name}", f"eval.reference={name}", *_NO_LISTWISE),
+                  reads)
+
+
+def _ablation(name: str, **kw) -> Method:
+    return Method(name, {name: "r2rank"}, ("method=r2rank", *ablations.ABLATIONS[name], *ablations.ABLATION_EVAL,
+                                           "eval.listwise=false"), _R2RANK_READS, **kw)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    *(Method(n, {n: n}, classic=True, trained=False, stages=()) for n in CLASSIC),
+    Method("zero_shot", {"zero_shot_pointwise": "zero_shot_pointwise", "zero_shot_listwise": "zero_shot_listwise"},
+           ("method=zero_shot_pointwise", "eval.methods=zero_shot_pointwise", "eval.reference=zero_shot_pointwise",
+            "eval.baselines=", "eval.listwise=true"), (*_COMMON, "rl.batch_users"), trained=False, stages=("eval",)),
+    _llm("tallrec"),
+    _llm("prompt4nr"),
+    _llm("r2ec"),
+    _llm("r2rec", extra_reads=("sft", "rl", "teacher")),        # R2Rec trains with the sft/rl/teacher sections
+    Method("r2rank", {"r2rank": "r2rank", "sft_only": "sft_only"},
+           ("method=r2rank", "eval.methods=r2rank,sft_only", "eval.reference=r2rank", *_NO_LISTWISE), _R2RANK_READS),
+    _ablation("rl_only"),
+    _ablation("mlp_only"),
+    _ablation("no_cot", starts_from="r2rank", stages=("rl", "eval")),
+)}
+PREPARE = "prepare"
+PREPARE_READS = ("name", "tokenizer", "data")
+
+
+# ------------------------------------------------------------------------------------------- the plan
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One step of the study: a protocol's prepare, or one method on one protocol."""
+
+    protocol: str
+    method: Method | None                 # None: the protocol's prepare
+    run: runner.Run
+    config: dict[str, Any]                # what it reads of its resolved config (hashed)
+    hash: str
+    split: str
+    max_users: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return PREPARE if self.method is None else self.method.name
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol}/{self.name}"
+
+
+def _pick(d: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if rest:
+            out.setdefault(head, {}).update(_pick(d[head], [rest]))
+        else:
+            out[head] = copy.deepcopy(d[head])
+    return out
+
+
+def _reads(d: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """`paths` of config dict `d`, less `_NOT_READ`."""
+    out = _pick(d, paths)
+    for path in _NOT_READ:
+        head, _, leaf = path.partition(".")
+        out.get(head, {}).pop(leaf, None)
+    return out
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False)
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(config).encode()).hexdigest()
+
+
+def _resolve(config_path: str, overrides: Sequence[str]):
+    """The config a launcher run with these ``--config.F=V`` words resolves (as it writes config.json)."""
+    from r2rank_jax.config import apply_overrides, load_config_file, resolve_backend_defaults
+
+    items = {}
+    for o in overrides:
+        key, _, value = o.partition("=")
+        items[key[len("--config."):]] = value
+    return resolve_backend_defaults(apply_overrides(load_config_file(config_path), items))
+
+
+def _stages(method: Method) -> tuple[str, ...]:
+    if method.stages is not None:
+        return method.stages
+    from r2rank_jax.methods import registry
+    from r2rank_jax.methods.protocol import stages_of
+
+    return (*stages_of(registry.get(method.launcher_method)), "eval")
+
+
+def plan(config_path: str, extra: Sequence[str], workdir: str | pathlib.Path, protocols: Sequence[str],
+         trained_protocols: Sequence[str], methods: Sequence[str] | None = None) -> list[Unit]:
+    """Every unit of the study in run order: per protocol its prepare, then `methods` (default all) in
+    `METHODS` order (trained methods only on `trained_protocols`). Raises ValueError (ConfigError) for an
+    unknown method or protocol, or a protocol the config's data source cannot prepare."""
+    from r2rank_jax import baselines
+    from r2rank_jax.config import to_dict
+    from r2rank_jax.stages import prepare
+
+    root = pathlib.Path(workdir)
+    wanted = list(METHODS) if methods is None else list(methods)
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        raise ValueError(f"--only: unknown method(s) {unknown}; known: {list(METHODS)}")
+    bad = [p for p in (*protocols, *trained_protocols) if p not in PROTOCOLS]
+    if bad:
+        raise ValueError(f"unknown protocol(s) {bad}; known: {list(PROTOCOLS)}")
+    units: list[Unit] = []
+    for protocol in sorted(protocols, key=lambda p: p != MAIN_PROTOCOL):
+        base = [*extra, *(f"--config.{o}" for o in PROTOCOLS[protocol]["overrides"])]
+        cfg = _resolve(config_path, base)
+        try:
+            prepare.plan(cfg)
+        except ValueError as e:
+            raise ValueError(f"protocol {protocol!r}: {e}") from None
+        d = to_dict(cfg)
+        here = root / protocol
+        prep = _pick(d, PREPARE_READS)
+        units.append(Unit(protocol, None, runner.Run(f"{protocol}/{PREPARE}", here / PREPARE, tuple(base[len(extra):]),
+                                                     (PREPARE,)),
+                          prep, config_hash(prep), cfg.eval.split, cfg.eval.max_users, cfg.seed))
+        for name in wanted:
+            m = METHODS[name]
+            if m.trained and protocol not in trained_protocols:
+                continue
+            if m.classic:
+                args = baselines.plan(CLASSIC, cfg.eval.baseline_args)[name]
+                reads = {"data": d["data"], "split": cfg.eval.split, "max_users": cfg.eval.max_users,
+                         "baseline": name, "args": args}
+                run = runner.Run(f"{protocol}/{name}", here / name, (), ())
+                units.append(Unit(protocol, m, run, reads, config_hash(reads), cfg.eval.split, cfg.eval.max_users,
+                                  cfg.seed))
+                continue
+            overrides = (*base[len(extra):], *(f"--config.{o}" for o in m.overrides))
+            mcfg = _resolve(config_path, [*extra, *overrides])
+            stages = _stages(m)
+            if m.launcher_method == "r2rank" and mcfg.sft.steps == 0:      # R2Rank skips both then (RL-only)
+                stages = tuple(s for s in stages if s not in ("synthesize", "sft"))
+            reads = {"config": _reads(to_dict(mcfg), m.reads), "stages": list(stages), "starts_from": m.starts_from}
+            copy_from = here / m.starts_from if m.starts_from else None
+            run = runner.Run(f"{protocol}/{name}", here / name, overrides, stages, copy_from=copy_from,
+                             reused=("teacher", "sft"))
+            units.append(Unit(protocol, m, run, reads, config_hash(reads), mcfg.eval.split, mcfg.eval.max_users,
+                              mcfg.seed))
+    return units
+
+
+def with_dependencies(names: Sequence[str]) -> list[str]:
+    """`names` plus the methods they start from (no_cot needs r2rank's SFT)."""
+    out = list(names)
+    for name in names:
+        dep = METHODS[name].starts_from
+        if dep and dep not in out:
+            print(f"# {name} starts from {dep}'s SFT: {dep} added", flush=True)
+            out.append(dep)
+    return [m for m in METHODS if m in out]
+
+
+# ------------------------------------------------------------------------------------------- the state
+
+class StudyState:
+    """W/study.json: {"units": {KEY: {"hash", "status", "workdir", "stages": {STAGE: {...}}, ...}}}."""
+
+    def __init__(self, root: pathlib.Path):
+        self.path = root / "study.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {"units": {}}
+
+    @property
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def unit(self, key: str) -> dict[str, Any] | None:
+        return self.data["units"].get(key)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)
+
+
+def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """The dotted fields whose value differs between a unit's recorded config `old` and its config now.
+    A field `old` lacks (added to the schema since it was recorded) counts only when its value is not the
+    schema default, so a new field leaves finished runs current."""
+    new = json.loads(_canonical(new))                 # tuples as lists, like the recorded config
+    out = []
+    for key in sorted(set(old) | set(new)):
+        path = prefix + key
+        if key not in old:
+            if new[key] != _default(path):
+                out.append(path)
+        elif key not in new:
+            out.append(path)
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            out += changed_fields(old[key], new[key], path + ".")
+        elif old[key] != new[key]:
+            out.append(path)
+    return out
+
+
+def _default(path: str) -> Any:
+    """The ExperimentConfig default at `path` (a leading ``config.`` is a launcher unit's), else a marker
+    that equals nothing."""
+    from r2rank_jax.config import ExperimentConfig, to_dict
+
+    value: Any = json.loads(_canonical(to_dict(ExperimentConfig())))
+    for part in path.removeprefix("config.").split("."):
+        if not isinstance(value, dict) or part not in value:
+            return object()
+        value = value[part]
+    return value
+
+
+def is_current(unit: Unit, entry: Mapping[str, Any]) -> bool:
+    """Whether `entry` (study.json) was made with the config `unit` reads now."""
+    return entry["hash"] == unit.hash or not changed_fields(entry["config"], unit.config)
+
+
+def status(unit: Unit, state: StudyState) -> str:
+    """done (finished, same config), changed (started or finished with another config), resume (started),
+    or todo."""
+    entry = state.unit(unit.key)
+    if entry is None:
+        return "todo"
+    if not is_current(unit, entry):
+        return "changed"
+    return "done" if entry["status"] == "finished" else "resume"
+
+
+@contextlib.contextmanager
+def _lock(root: pathlib.Path) -> Iterator[None]:
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "study.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"error: another study process is running in {root} (it holds {root / 'study.lock'})")
+        yield
+
+
+# ------------------------------------------------------------------------------------------- running
+
+def _tokens(metrics: pathlib.Path, offset: int) -> dict[str, float]:
+    """Tokens the training loops reported in the metrics.jsonl lines after byte `offset`, per logged stage:
+    each logged row holds the window's tokens/s and steps/s, so tokens = tokens_per_s / steps_per_s × the
+    steps since the stage's previous row (approximate across a resume)."""
+    if not metrics.is_file():
+        return {}
+    last: dict[str, int] = {}
+    out: dict[str, float] = {}
+    with open(metrics, "rb") as f:
+        head = f.read(offset)
+        rest = f.read()
+    for raw, counted in ((head, False), (rest, True)):
+        for line in raw.decode(errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            stage, step = row.get("stage"), row.get("step")
+            if not isinstance(step, int) or "tokens_per_s" not in row or not row.get("steps_per_s"):
+                continue
+            if counted:
+                steps = step - last.get(stage, 0)
+                out[stage] = out.get(stage, 0.0) + row["tokens_per_s"] / row["steps_per_s"] * max(steps, 0)
+            last[stage] = step
+    return {k: round(v) for k, v in out.items()}
+
+
+def _new_stage() -> dict[str, Any]:
+    return {"attempts": 0, "wall_s": 0.0, "cpu_s": 0.0, "peak_rss_bytes": 0, "tokens": {}, "finished": False}
+
+
+def _record_stage(entry: dict[str, Any], stage: str, result: runner.Finished, tokens: dict[str, float]) -> None:
+    s = entry["stages"].setdefault(stage, _new_stage())
+    s["attempts"] += 1
+    s["wall_s"] = round(s["wall_s"] + result.wall_s, 3)
+    s["cpu_s"] = round(s["cpu_s"] + result.cpu_s, 3)
+    s["peak_rss_bytes"] = max(s["peak_rss_bytes"], result.peak_rss_bytes)
+    for k, v in tokens.items():
+        s["tokens"][k] = s["tokens"].get(k, 0) + v
+    s["finished"] = result.ok
+    s["exit"] = result.rc
+
+
+def _benchmark(root: pathlib.Path, protocol: str) -> pathlib.Path:
+    return root / protocol / PREPARE / "data" / "benchmark"
+
+
+def _content_hash(benchmark: pathlib.Path) -> str | None:
+    return json.loads((benchmark / "manifest.json").read_text()).get("content_hash")
+
+
+def _records(root: pathlib.Path, unit: Unit):
+    from r2rank_jax.data.benchmark import load_split
+
+    records = load_split(_benchmark(root, unit.protocol), unit.split)
+    return records[:unit.max_users] if unit.max_users else records
+
+
+def _link_data(unit: Unit, root: pathlib.Path) -> None:
+    """W/PROTOCOL/METHOD/data -> ../prepare/data (the protocol's one prepared benchmark)."""
+    unit.run.workdir.mkdir(parents=True, exist_ok=True)
+    link = unit.run.workdir / "data"
+    if not link.is_symlink() and not link.exists():
+        link.symlink_to(pathlib.Path("..") / PREPARE / "data", target_is_directory=True)
+
+
+def _check_written_config(unit: Unit) -> None:
+    """The config.json the launcher wrote reads as the study planned (catches an override the launcher read
+    otherwise)."""
+    written = json.loads((unit.run.workdir / "config.json").read_text())
+    if _canonical(_reads(written, unit.method.reads)) != _canonical(unit.config["config"]):
+        raise RuntimeError(f"{unit.key}: {unit.run.workdir / 'config.json'} differs from the planned config")
+
+
+def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, extra: Sequence[str],
+             children: runner.Children) -> bool:
+    """Runs the unit's unfinished stages; True when it finished, False when SIGTERM stopped it. A failing
+    stage raises RuntimeError (the unit stays unfinished)."""
+    entry = state.unit(unit.key)
+    if entry is None or not is_current(unit, entry):
+        entry = {"hash": unit.hash, "status": "running", "workdir": str(unit.run.workdir), "started": time.time(),
+                 "config": unit.config, "stages": {}}
+        state.data["units"][unit.key] = entry
+        state.save()
+    m = unit.method
+    if m is None:
+        stages = (PREPARE,)
+    elif m.classic:
+        scores = unit.run.workdir / "eval" / "scores"
+        scores.mkdir(parents=True, exist_ok=True)
+        full = scores / f"{m.name}.full.jsonl"
+        stages = (m.name,)
+    else:
+        _link_data(unit, root)
+        runner.start_from(unit.run)
+        stages = unit.run.stages
+    metrics = unit.run.workdir / "metrics.jsonl"
+    for stage in stages:
+        seen = entry["stages"].get(stage)
+        if seen and seen.get("finished"):
+            print(f"# {unit.key}: stage {stage} finished", flush=True)
+            continue
+        if children.stopped:
+            return False
+        module, argv = _stage_command(unit, root, config, extra, stage, started=seen is not None)
+        entry["stages"].setdefault(stage, _new_stage())
+        state.save()                      # started: a later attempt resumes it
+        offset = metrics.stat().st_size if metrics.is_file() else 0
+        result = children.run(module, argv)
+        _record_stage(entry, stage, result, _tokens(metrics, offset))
+        state.save()
+        if children.stopped or result.preempted:
+            return False
+        if result.rc != 0:
+            raise RuntimeError(f"{unit.key}: stage {stage} failed (exit {result.rc}); see its output above. After a "
+                               "fix, the same command with --resume continues from this stage")
+    bench = _benchmark(root, unit.protocol)
+    if m is not None and m.classic:
+        from r2rank_jax.eval.score_files import write_subset
+
+        write_subset(full, _records(root, unit), scores / f"{m.name}.jsonl")
+    elif m is not None:
+        _check_written_config(unit)
+    entry.update(status="finished", finished=time.time(), content_hash=_content_hash(bench))
+    state.save()
+    return True
+
+
+def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], stage: str,
+                   started: bool = False) -> tuple[str, list[str]]:
+    """(module, arguments) of one stage of `unit`. A classic baseline is called as the eval stage calls it
+    (the whole split, the config's eval.baseline_args); a training stage started before resumes; an
+    interrupted prepare (nothing uses its output yet) overwrites what it left."""
+    if unit.method is None:
+        argv = unit.run.argv(config, extra, PREPARE)
+        if started and (unit.run.workdir / "data").exists():
+            argv.insert(-1, "--overwrite")
+        return runner.LAUNCH, argv
+    if unit.method.classic:
+        full = unit.run.workdir / "eval" / "scores" / f"{unit.name}.full.jsonl"
+        return f"r2rank_jax.baselines.{unit.name}", ["--benchmark", str(_benchmark(root, unit.protocol)), "--out",
+                                                      str(full), "--split", unit.split, *unit.config["args"]]
+    return runner.LAUNCH, runner.launch_argv(unit.run, config, extra, stage, resume=started)
+
+
+def _wipe(unit: Unit, state: StudyState) -> None:
+    if unit.run.workdir.exists():
+        print(f"# {unit.key}: config changed; --rerun_changed removes {unit.run.workdir}", flush=True)
+        shutil.rmtree(unit.run.workdir)
+    state.data["units"].pop(unit.key, None)
+    state.save()
+
+
+def _describe(unit: Unit, state: StudyState) -> str:
+    s = status(unit, state)
+    note = {"done": "done", "changed": "CONFIG CHANGED since it started", "resume": "interrupted: continues",
+            "todo": "to run"}[s]
+    extra = f"; starts from {unit.run.copy_from}'s teacher/ and sft/ (copied)" if unit.run.copy_from else ""
+    return f"# {unit.key}: {note} (config {unit.hash[:12]}){extra}"
+
+
+def _commands(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], state: StudyState) -> list[str]:
+    entry = state.unit(unit.key) if status(unit, state) == "resume" else None
+    stages = (entry or {}).get("stages", {})
+    stages_of = (PREPARE,) if unit.method is None else (unit.name,) if unit.method.classic else unit.run.stages
+    return [runner.command_line(*_stage_command(unit, root, config, extra, s, started=s in stages))
+            for s in stages_of if not stages.get(s, {}).get("finished")]
+
+
+# ------------------------------------------------------------------------------------------- results
+
+def _cost(entry: Mapping[str, Any]) -> dict[str, Any]:
+    stages = entry.get("stages", {})
+    generated = sum(s.get("tokens", {}).get("rl", 0) for s in stages.values())
+    return {"wall_s": round(sum(s["wall_s"] for s in stages.values()), 1),
+            "cpu_s": round(sum(s["cpu_s"] for s in stages.values()), 1),
+            "peak_rss_gib": round(max((s["peak_rss_bytes"] for s in stages.values()), default=0) / 2 ** 30, 3),
+            "generated_tokens": generated or None,
+            "stages": {k: {"wall_s": s["wall_s"], "cpu_s": s["cpu_s"], "peak_rss_gib": round(s["peak_rss_bytes"] / 2 ** 30, 3),
+                           "attempts": s["attempts"], "tokens": s.get("tokens") or None} for k, s in stages.items()}}
+
+
+def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> dict[str, Any]:
+    """One results table per protocol from every finished unit whose config is current (module docstring)."""
+    from r2rank_jax.eval.evaluate import evaluate_score_files
+    from r2rank_jax.eval.per_user import METRICS
+    from r2rank_jax.eval.report import build_results
+
+    # A run's own results.json fields the joined table recomputes; the rest (sft_only's answer_tag_rate, the
+    # listwise parse statistics) are carried over.
+    recomputed = {*METRICS, "ties"}
+
+    out: dict[str, Any] = {"main_protocol": MAIN_PROTOCOL, "protocols": {}}
+    protocols = list(dict.fromkeys(u.protocol for u in units))
+    for protocol in protocols:
+        prep = next(u for u in units if u.protocol == protocol and u.method is None)
+        if status(prep, state) != "done":
+            continue
+        bench = _benchmark(root, protocol)
+        content = _content_hash(bench)
+        records = _records(root, prep)
+        paths, rows_of, costs, stale, extras = {}, {}, {"prepare": _cost(state.unit(prep.key))}, [], {}
+        for unit in units:
+            if unit.protocol != protocol or unit.method is None:
+                continue
+            entry = state.unit(unit.key)
+            if entry is None or entry["status"] != "finished":
+                continue
+            if not is_current(unit, entry) or entry.get("content_hash") != content:
+                stale.append(unit.name)
+                continue
+            results = unit.run.workdir / "eval" / "results.json"
+            theirs = json.loads(results.read_text())["methods"] if results.is_file() else {}
+            for row, stem in unit.method.rows.items():
+                paths[row] = unit.run.workdir / "eval" / "scores" / f"{stem}.jsonl"
+                rows_of[row] = unit.name
+                extras[row] = {k: v for k, v in theirs.get(stem, {}).items() if k.removesuffix("_ci") not in recomputed}
+            costs[unit.name] = _cost(entry)
+        if not paths:
+            continue
+        per_user, ties = evaluate_score_files(paths, records, prep.split)     # same users and candidates, or DataError
+        reference = REFERENCE if REFERENCE in paths else next(iter(paths))
+        manifest = json.loads((bench / "manifest.json").read_text())
+        benchmark = {"content_hash": content, "split": prep.split, "path": str(bench),
+                     "num_candidates": manifest["options"]["num_candidates"]}
+        res = build_results(per_user, reference, benchmark, ties, seed=prep.seed,
+                            num_candidates=max(len(r.candidates) for r in records))
+        for row, extra in extras.items():
+            res["methods"][row].update(extra)
+            res["methods"][row]["study_method"] = rows_of[row]
+        res["protocol"] = {"name": protocol, "main": protocol == MAIN_PROTOCOL,
+                           "description": PROTOCOLS[protocol]["description"], "options": manifest["options"],
+                           "counts": manifest.get("counts"), "source": manifest.get("source"),
+                           "decoding": "greedy at evaluation"}
+        res["users"] = [r.user_id for r in records]
+        res["cost"] = costs
+        if stale:
+            res["stale_methods"] = stale
+        out["protocols"][protocol] = res
+    return out
+
+
+def _demote(markdown: str) -> str:
+    return "\n".join("##" + line if line.startswith("#") else line for line in markdown.splitlines())
+
+
+def render(summary: Mapping[str, Any]) -> str:
+    from r2rank_jax.eval.report import render_markdown
+
+    out = ["# The reproducibility study", ""]
+    if not summary["protocols"]:
+        return "\n".join(out + ["No method has finished yet.", ""])
+    for protocol, res in summary["protocols"].items():
+        p = res["protocol"]
+        o = p["options"]
+        split = "8:1:1 user split" if o["split"] == "user" else f"{o['split']} split"
+        out += [f"## Protocol `{protocol}`{' (main table)' if p['main'] else ''}: {p['description']}", "",
+                f"{split} of `{p['source']}` (history ≤ {o['history_len']} items), K = {o['num_candidates']} candidates "
+                f"(1 positive, {o['num_candidates'] - 1} negatives, {o['negatives']}, seed {o['seed']}), the same "
+                f"{res['num_users']} {res['benchmark']['split']} users and candidate lists for every method, "
+                f"{p['decoding']}.", "", _demote(render_markdown(res)), ""]
+        if res.get("stale_methods"):
+            out += [f"Left out (finished with a config that has changed since; rerun with --rerun_changed): "
+                    f"{', '.join(res['stale_methods'])}.", ""]
+        out += ["### Cost (this machine; all attempts of each stage)", "",
+                "| study method | rows | wall s | CPU s | peak RSS GiB | tokens generated (RL rollouts) |",
+                "|---|---|---:|---:|---:|---:|"]
+        rows: dict[str, list[str]] = {}
+        for row, entry in res["methods"].items():
+            rows.setdefault(entry.get("study_method", row), []).append(row)
+        for name, cost in res["cost"].items():
+            tokens = "–" if cost["generated_tokens"] is None else f"{cost['generated_tokens']:,}"
+            out.append(f"| {name} | {', '.join(rows.get(name, [])) or '–'} | {cost['wall_s']:.0f} | {cost['cpu_s']:.0f} | "
+                       f"{cost['peak_rss_gib']:.2f} | {tokens} |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------- main
+
+def _names(value: str, what: str, parser: argparse.ArgumentParser) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if len(set(names)) != len(names):
+        parser.error(f"{what}: a name is listed twice: {value!r}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r2rank_jax.study", description=__doc__.split("\n\n")[0],
+                                     epilog="methods: " + ", ".join(METHODS) + "; protocols: " + ", ".join(PROTOCOLS))
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--only", default="", help="comma-separated methods (default: all); no_cot brings r2rank")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS), help=f"comma-separated, of {list(PROTOCOLS)}")
+    parser.add_argument("--trained_protocols", default=MAIN_PROTOCOL,
+                        help="protocols the trained methods run on (default: the main one)")
+    parser.add_argument("--resume", action="store_true", help="continue the study in --workdir")
+    parser.add_argument("--rerun_changed", action="store_true",
+                        help="rerun (from scratch) the selected methods whose config changed since they started")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan and the commands only")
+    args, extra = runner.parse_args(parser, argv)
+    root = pathlib.Path(args.workdir)
+    protocols = _names(args.protocols, "--protocols", parser)
+    trained = _names(args.trained_protocols, "--trained_protocols", parser)
+    only = _names(args.only, "--only", parser) if args.only.strip() else None
+    unknown = [m for m in only or () if m not in METHODS]
+    if unknown:
+        parser.error(f"--only: unknown method(s) {unknown}; known: {list(METHODS)}")
+    only = with_dependencies(only) if only else None
+    idle = [m for m in (only or ()) if METHODS[m].trained and not set(protocols) & set(trained)]
+    if idle:
+        parser.error(f"--only {idle}: trained methods run on --trained_protocols {trained}, none of which is in "
+                     f"--protocols {protocols}")
+    try:
+        units = plan(args.config, extra, root, protocols, trained, only)
+        everything = plan(args.config, extra, root, protocols, list(PROTOCOLS), None)
+    except ValueError as e:
+        parser.error(str(e))
+    state = StudyState(root)
+    if args.dry_run:
+        for unit in units:
+            print(_describe(unit, state), flush=True)
+            if status(unit, state) != "done":
+                for line in _commands(unit, root, args.config, extra, state):
+                    print(line, flush=True)
+        print(json.dumps({"study": str(state.path), "dry_run": True,
+                          "units": {u.key: status(u, state) for u in units}}))
+        return 0
+    if state.exists and not args.resume:
+        parser.error(f"{root} holds a study ({state.path}); add --resume to continue it, or use another --workdir")
+    changed = [u for u in units if status(u, state) == "changed"]
+    if changed and not args.rerun_changed:
+        lines = "\n".join(f"  {u.key}: config {state.unit(u.key)['hash'][:12]} -> {u.hash[:12]} (changed: "
+                          f"{', '.join(changed_fields(state.unit(u.key)['config'], u.config))})" for u in changed)
+        parser.error(f"the config of {len(changed)} method(s) changed since they started:\n{lines}\n"
+                     "rerun them from scratch with --rerun_changed, or restore their config")
+    ran, skipped, stopped = [], [], False
+    with _lock(root):
+        state.data.update(config=args.config, overrides=extra)
+        state.save()
+        for unit in changed:
+            _wipe(unit, state)
+        with runner.Children() as children:
+            for unit in units:
+                if status(unit, state) == "done":
+                    print(f"# {unit.key}: done, skipped", flush=True)
+                    skipped.append(unit.key)
+                    continue
+                print(f"# {unit.key}: {'continues' if status(unit, state) == 'resume' else 'starts'}", flush=True)
+                if not run_unit(unit, state, root, args.config, extra, children):
+                    stopped = True
+                    print("# stopped by SIGTERM; `--resume` continues", flush=True)
+                    break
+                ran.append(unit.key)
+        summary = None
+        if not stopped:
+            summary = summarize(root, everything, state)
+            (root / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+            (root / "results.md").write_text(render(summary))
+            print(render(summary), end="")
+    last = {"study": str(state.path), "stopped": stopped, "ran": ran, "skipped": skipped}
+    if summary is not None:
+        last["results"] = str(root / "results.json")
+        last["ndcg@10"] = {p: {m: v["ndcg@10"] for m, v in r["methods"].items()} for p, r in summary["protocols"].items()}
+    print(json.dumps(last))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
