@@ -17,7 +17,9 @@ def get_config() -> ExperimentConfig:
                         suffix_buckets=(48, 64)),
         model=ModelSpec(kind="smollm2", preset="smollm2-135m-instruct", dtype="float32", remat="full",
                         head_hidden=256),
-        teacher=TeacherSpec(kind="local", negatives_per_user=1, max_new_tokens=128),
+        # 400 train users (800 teacher generations) give SFT's 240 examples with room for rejections; every
+        # one of the 40k train users would be ~80k generations (~14 h, docs/study.md).
+        teacher=TeacherSpec(kind="local", negatives_per_user=1, max_users=400, max_new_tokens=128),
         sft=SFTSpec(steps=60, batch_size=4, response_buckets=(64, 128),
                     optim=OptimSpec(learning_rate=2e-5, warmup_steps=5, decay_steps=55), eval_every=20,
                     checkpoint_every=20),

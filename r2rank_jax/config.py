@@ -95,10 +95,15 @@ class TeacherSpec:
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
     negatives_per_user: int = 3
+    max_users: int = 0                   # synthesize for the first N train users only (0: every train user)
     noise: float = 0.1
     style: str = "full"                  # scripted teacher: "full" sentences, "concise" counts or "graded" (counts + level)
     max_new_tokens: int = 256
     concurrency: int = 4
+
+    def __post_init__(self):
+        if self.max_users < 0:
+            raise ConfigError(f"teacher.max_users must be >= 0 (0: every train user), got {self.max_users}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,8 @@ def from_experiment(cfg: Any) -> tuple[TeacherSpec, SynthesisConfig, PromptConfi
     endpoint = {k: v for k, v in (("base_url", t.base_url), ("model", t.model)) if v}
     spec = TeacherSpec(kind=t.kind, api_key_env=t.api_key_env, concurrency=t.concurrency, noise=t.noise, style=t.style,
                        max_new_tokens=t.max_new_tokens, seed=cfg.seed, **endpoint, **local)
-    config = SynthesisConfig(negatives_per_user=t.negatives_per_user, seed=cfg.seed, rationalize=t.kind == "local")
+    config = SynthesisConfig(negatives_per_user=t.negatives_per_user, max_users=t.max_users or None, seed=cfg.seed,
+                             rationalize=t.kind == "local")
     return spec, config, prompt_config(cfg)
 
 

@@ -32,3 +32,22 @@ def test_from_experiment_maps_the_teacher_section():
     assert prompt.max_prompt_tokens == 300
     local, local_config, _ = from_experiment(apply_overrides(cfg, {"teacher.kind": "local"}))
     assert local.synthetic_tiny and local_config.rationalize
+
+
+def test_teacher_max_users_caps_the_synthesis_to_the_first_train_users(tiny_world, tmp_path):
+    import pytest
+
+    from r2rank_jax.config import ConfigError
+
+    cfg = apply_overrides(load_config_file(CONFIGS / "debug_cpu.py"),
+                          {"teacher.negatives_per_user": "2", "teacher.max_users": "4"})
+    wd = Workdir(tmp_path)
+    wd.data.mkdir(parents=True)
+    (wd.data / "benchmark").symlink_to(tiny_world[0])
+    (wd.data / "tokenizer").symlink_to(tiny_world[1])
+    stats = run_stage(cfg, wd)
+    first = [json.loads(line)["user_id"] for line in open(tiny_world[0] / "train.jsonl")][:4]
+    done = [json.loads(line) for line in (wd.teacher / "done.jsonl").read_text().splitlines()]
+    assert stats["responses"] == 12 and sorted({d["user_id"] for d in done}) == sorted(first)
+    with pytest.raises(ConfigError, match="teacher.max_users"):
+        apply_overrides(load_config_file(CONFIGS / "debug_cpu.py"), {"teacher.max_users": "-1"})
