@@ -28,6 +28,7 @@ from r2rank_jax.data.benchmark import Record
 from r2rank_jax.data.pipeline import PipelineConfig, fit_to_buckets
 from r2rank_jax.data.prompts import PromptBuilder, PromptConfig, PromptSplitError
 from r2rank_jax.eval.verbalizer import encode_answers
+from r2rank_jax.run.builders import prompt_config
 from r2rank_jax.train.sft_data import SFTExample
 
 
@@ -62,7 +63,7 @@ def prompts_and_pipeline(cfg, tok: Any, items, question: str, batch_users: int
     d = cfg.data
     pipeline = PipelineConfig(batch_users=batch_users, prefix_buckets=d.prefix_buckets,
                               suffix_buckets=d.suffix_buckets, seed=cfg.seed)
-    prompt_cfg = fit_to_buckets(PromptConfig(variant="no_cot", max_prompt_tokens=d.max_prompt_tokens, item_fields=tuple(d.item_fields)), pipeline)
+    prompt_cfg = fit_to_buckets(prompt_config(cfg, "no_cot"), pipeline)
     return QuestionPromptBuilder(tok, items, prompt_cfg, question), pipeline
 
 
