@@ -40,7 +40,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--config", required=True, help="configs/NAME.py")
     parser.add_argument("--mesh", default=None, help="e.g. data:2,fsdp:2,tensor:2, or auto (default: no mesh)")
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--resume", action="store_true", help="continue sft/rl from the latest checkpoint")
+    parser.add_argument("--resume", action="store_true", help="continue sft/rl from the latest checkpoint, synthesize from its ledger, eval from its score journals")
     parser.add_argument("--overwrite", action="store_true", help="let prepare replace an existing benchmark")
     parser.add_argument("stage", choices=STAGES + ("all",))
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -1,8 +1,9 @@
 """Launcher runs as child processes, one stage each: what the findings runner and the study runner share.
 
 A `Run` is one launcher workdir with its config overrides and stages; each stage is its own
-``python -m r2rank_jax.launch ... STAGE`` process (`launch_argv` adds ``--resume`` to a training stage
-of a workdir that has started, so an interrupted stage continues from its checkpoints). A run that
+``python -m r2rank_jax.launch ... STAGE`` process (`launch_argv` adds ``--resume`` to a resumable stage
+of a workdir that has started, so an interrupted stage continues from its checkpoints, ledger or score
+journals). A run that
 starts from another run's SFT (the without-CoT ablation) gets a copy of that run's parts
 (`start_from`). `Children` runs one child process at a time: a SIGTERM to this process is passed on to
 the running child (a training stage checkpoints and exits) and marks the runner stopped, so the
@@ -26,7 +27,7 @@ import time
 from collections.abc import Sequence
 
 LAUNCH = "r2rank_jax.launch"
-RESUMABLE: tuple[str, ...] = ("synthesize", "sft", "rl")
+RESUMABLE: tuple[str, ...] = ("synthesize", "sft", "rl", "eval")
 REUSED_FROM_MAIN: tuple[str, ...] = ("data", "teacher", "sft")
 _RSS_UNIT = 1 if sys.platform == "darwin" else 1024     # ru_maxrss: bytes on macOS, KiB on Linux
 
@@ -70,7 +71,7 @@ class Run:
 
 
 def launch_argv(run: Run, config: str, extra: Sequence[str], stage: str, resume: bool | None = None) -> list[str]:
-    """The launcher arguments of one stage; synthesize, sft and rl continue from what an interrupted
+    """The launcher arguments of one stage; synthesize, sft, rl and eval continue from what an interrupted
     run left (``--resume``) when `resume`, or (None) once the workdir has a config.json."""
     argv = run.argv(config, extra, stage)
     if resume is None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from r2rank_jax import progress
+from r2rank_jax.eval import journal
 from r2rank_jax.data.answers import last_answer
 from r2rank_jax.data.benchmark import Record
 from r2rank_jax.data.prompts import ListwisePrompt, PromptBuilder
@@ -132,7 +133,9 @@ def score_listwise(records: Sequence[Record], builder: PromptBuilder, generate: 
     ``generate`` maps a list of ``inputs(prompt)`` (default: the prompts' token ids; an endpoint client
     takes ``prompt.messages``) to their outputs and is called with exactly ``batch_size`` prompts each
     time when ``pad`` (the last batch is padded by repeating its first prompt, so a jitted generator
-    compiles once per prompt-length bucket), else with the last batch as it is.
+    compiles once per prompt-length bucket), else with the last batch as it is. Inside the eval stage's
+    `journal.journaling` each batch's texts are journaled and replayed on a resume (exact for greedy
+    decoding, which evaluation uses: a replayed batch does not advance a sampling `generate`'s key).
     """
     widths = {len(r.candidates) for r in records}
     if len(widths) != 1:
@@ -143,12 +146,18 @@ def score_listwise(records: Sequence[Record], builder: PromptBuilder, generate: 
     prompts = [builder.listwise(r, None if orders is None else orders[i], max_tokens=max_prompt_tokens)
                for i, r in enumerate(records)]
     texts: list[str] = []
+    section = journal.section()           # inside the eval stage: batches journaled, replayed on a resume
     with progress.bar(len(prompts), "listwise", unit="user") as bar:
-        for lo in range(0, len(prompts), batch_size):
-            chunk = [inputs(p) for p in prompts[lo:lo + batch_size]]
-            outputs = generate(chunk + [chunk[0]] * (batch_size - len(chunk)) if pad else chunk)
-            texts.extend(outputs[:len(chunk)])
-            bar.update(len(chunk))
+        for b, lo in enumerate(range(0, len(prompts), batch_size)):
+            users = [r.user_id for r in records[lo:lo + batch_size]]
+            payload = section.get(b, users)
+            if payload is None:
+                chunk = [inputs(p) for p in prompts[lo:lo + batch_size]]
+                outputs = generate(chunk + [chunk[0]] * (batch_size - len(chunk)) if pad else chunk)
+                payload = {"texts": list(outputs[:len(chunk)])}
+                section.put(b, users, payload)
+            texts.extend(payload["texts"])
+            bar.update(len(users))
     stats = ParseStats()
     parses, rows = [], []
     for prompt, record, text in zip(prompts, records, texts):

@@ -42,6 +42,13 @@ class VerbalizedBatchScorer:
         """Fraction of generated rationales that wrote ``<answer>`` themselves (None without a sampler)."""
         return self.tagged / self.rationales if self.rationales else None
 
+    def journal_state(self) -> dict[str, int]:
+        """The tag-rate counters so far (kept by a score journal with each batch, `eval.journal`)."""
+        return {"rationales": self.rationales, "tagged": self.tagged}
+
+    def restore_journal_state(self, state: dict[str, int]) -> None:
+        self.rationales, self.tagged = int(state["rationales"]), int(state["tagged"])
+
     def _answers(self, batch, prefixes, suffixes, key) -> list[list[int]]:
         """Per row (u * K + k): the tokens between the prompt and the answer."""
         rows = len(prefixes) * len(suffixes[0])

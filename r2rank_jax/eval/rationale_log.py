@@ -63,6 +63,20 @@ def active() -> bool:
     return _ACTIVE.get() is not None
 
 
+def recorded(users: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows recorded so far for `users` (what a score journal keeps of one batch; [] when not recording)."""
+    log = _ACTIVE.get()
+    return [] if log is None else [log.rows[str(u)] for u in users if str(u) in log.rows]
+
+
+def restore(rows: Sequence[dict[str, Any]]) -> None:
+    """Puts back rows `recorded` returned (a batch replayed from a score journal)."""
+    log = _ACTIVE.get()
+    if log is not None:
+        for row in rows:
+            log.rows[row["user_id"]] = dict(row)
+
+
 def record(batch: dict, ids: Any, valid: Any) -> None:
     """Keeps the generations of one pipeline batch: `ids` / `valid` `[U * K, T]` (row u * K + k, as the
     sampler's `generate_shared` returns them) for the batch's `user_ids [U]` and `candidate_ids [U, K]`."""

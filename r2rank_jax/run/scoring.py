@@ -13,7 +13,7 @@ from flax import nnx
 
 from r2rank_jax import progress
 from r2rank_jax.distributed import to_host
-from r2rank_jax.eval import rationale_log
+from r2rank_jax.eval import journal, rationale_log
 from r2rank_jax.data.pipeline import PipelineConfig, SplitSource, make_iterator
 from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.sampling.params import SamplingParams
@@ -36,16 +36,18 @@ BatchScorer = Callable[[dict, jax.Array], np.ndarray]   # (pipeline batch, PRNG 
 def score_batches(batch_scores: BatchScorer, source: SplitSource, builder: PromptBuilder, pipeline: PipelineConfig,
                   max_users: int = 0, seed: int = 0, desc: str = "scoring") -> SplitScores:
     """Scores the first `max_users` users (0: all) of `source`, in order, batch by batch; padded
-    candidates get -inf and padding users are dropped. A progress bar (`desc`, users) on a terminal."""
+    candidates get -inf and padding users are dropped. A progress bar (`desc`, users) on a terminal.
+    Inside `eval.journal.journaling` each batch is journaled, and replayed on a resume (a scorer with
+    `journal_state()` / `restore_journal_state(state)` has its counters kept too)."""
     cfg = dataclasses.replace(pipeline, shuffle=False, num_epochs=1, drop_remainder=False, worker_count=0)
     users, cands, scores, labels = [], [], [], []
     key = jax.random.PRNGKey(seed)
     total = min(max_users, len(source.records)) if max_users else len(source.records)
+    section = journal.section()
     with progress.bar(total, desc, unit="user") as bar:
-        for batch in make_iterator(source, builder, cfg):
+        for b, batch in enumerate(make_iterator(source, builder, cfg)):
             key, sub = jax.random.split(key)
-            s = np.asarray(batch_scores(batch, sub), np.float32)
-            s = np.where(batch["candidate_index"] >= 0, s, -np.inf)
+            s = _journaled_batch(section, b, batch, batch_scores, sub)
             for i in range(s.shape[0]):
                 if batch["example_mask"][i]:
                     users.append(str(batch["user_ids"][i]))
@@ -58,6 +60,25 @@ def score_batches(batch_scores: BatchScorer, source: SplitSource, builder: Promp
     n = max_users or len(users)
     return SplitScores(users[:n], cands[:n], np.stack(scores[:n]).astype(np.float32),
                        np.stack(labels[:n]).astype(np.int32))
+
+
+def _journaled_batch(section: journal.Section, b: int, batch: dict, batch_scores: BatchScorer,
+                     key: jax.Array) -> np.ndarray:
+    """Scores `[U, K]` of batch `b` (-inf on padded candidates): replayed from the active score journal when
+    it holds them, else computed and journaled with the scorer's counters and the batch's recorded rationales."""
+    ids = [str(u) for u in batch["user_ids"]]
+    stateful = hasattr(batch_scores, "journal_state")
+    payload = section.get(b, ids)
+    if payload is not None:
+        if stateful:
+            batch_scores.restore_journal_state(payload["state"])
+        rationale_log.restore(payload["rationales"])
+        return np.asarray(journal.decode_floats(payload["scores"]), np.float32)
+    s = np.asarray(batch_scores(batch, key), np.float32)
+    s = np.where(batch["candidate_index"] >= 0, s, -np.inf)
+    section.put(b, ids, {"scores": journal.encode_floats(s), "state": batch_scores.journal_state() if stateful else None,
+                         "rationales": rationale_log.recorded(ids)})
+    return s
 
 
 def score_split(sampler: Sampler, llm_state: Any, head_def: Any, head_state: Any, source: SplitSource,

@@ -14,15 +14,21 @@ Baselines are scored on the whole split and cut to the evaluated users.
 Multi-host (several `jax.distributed` processes): each process scores its own block of the users with
 host-local model replicas; process 0 merges the blocks and alone runs the baselines and writes the
 results (`r2rank_jax.stages.eval_hosts`); the others return after the merge barrier.
+
+Resumable: every scorer's and the listwise baseline's batches are journaled as they are scored
+(WORKDIR/eval/scores/NAME.journal.jsonl, `r2rank_jax.eval.journal`); `--resume` after a kill replays
+them and scores only the rest. The journals are removed once results.json is written.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import pathlib
 
 from r2rank_jax import baselines, distributed
 from r2rank_jax.config import ConfigError, ExperimentConfig
-from r2rank_jax.eval import compare
+from r2rank_jax.eval import compare, journal
 from r2rank_jax.eval.evaluate import evaluate_score_files
 from r2rank_jax.eval.report import build_results, render_markdown
 from r2rank_jax.eval.score_files import write_score_file, write_subset
@@ -50,6 +56,31 @@ def _baseline_scores(name: str, args: list[str], wd: Workdir, split: str, record
     if module.main(["--benchmark", str(wd.benchmark), "--out", str(full), "--split", split, *args]):
         raise RuntimeError(f"eval: baseline {name!r} failed (arguments {args})")
     return write_subset(full, records, out_dir / f"{name}.jsonl")
+
+
+def _fingerprint(cfg: ExperimentConfig, wd: Workdir, name: str) -> str:
+    """What a method's scores depend on: the resolved config, the method and every file of the run's
+    checkpoints (path, size, mtime), so a journal outlives neither a retrained checkpoint nor a new config."""
+    h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
+    h.update(name.encode())
+    for directory in (wd.sft / "checkpoints", wd.rl / "checkpoints"):
+        for f in sorted(directory.rglob("*")) if directory.is_dir() else ():
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.relative_to(wd.root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _journal(ctx: RunContext, scores_dir: pathlib.Path, name: str):
+    """NAME's score journal (`eval.journal`): replayed with `--resume`, else started again."""
+    return journal.journaling(scores_dir / f"{name}{journal.SUFFIX}", _fingerprint(ctx.cfg, ctx.wd, name),
+                              resume=ctx.resume)
+
+
+def _drop_journals(scores_dir: pathlib.Path) -> None:
+    """After the stage's results are written, the journals have served (a rerun scores afresh)."""
+    for f in scores_dir.glob(f"*{journal.SUFFIX}"):
+        f.unlink()
 
 
 def _compared_runs(cfg: ExperimentConfig, plan: EvalPlan) -> dict[str, pathlib.Path]:
@@ -83,7 +114,8 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
         if name not in plan.scorers:       # another method's checkpoint scorer (plan.unavailable says why)
             skipped.append(name)
             continue
-        out = plan.scorers[name](inp)
+        with _journal(ctx, hosts.scores_dir, name):
+            out = plan.scorers[name](inp)
         if out is None:
             skipped.append(name)
             continue
@@ -93,10 +125,12 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     listwise_parse = None
     if e.listwise:
         listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
-        _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder,
-                                               hosts.scores_dir)
+        with _journal(ctx, hosts.scores_dir, "zero_shot_listwise"):
+            _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder,
+                                                   hosts.scores_dir)
     merged = hosts.merge([*paths, *listwise], extras, listwise_parse)
     if merged is None:                  # multi-host, not process 0: its block is merged there
+        _drop_journals(hosts.scores_dir)
         return {"stage": "eval", "process": hosts.index, "scored_users": len(hosts.block)}
     extras, listwise_parse = merged
     paths = {name: scores_dir / f"{name}.jsonl" for name in paths}
@@ -125,6 +159,7 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     (wd.eval / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     markdown = render_markdown(results)
     (wd.eval / "results.md").write_text(markdown)
+    _drop_journals(hosts.scores_dir)
     print(markdown, end="")
     summary = {"stage": "eval", "results": str(wd.eval / "results.json"),
                "ndcg@10": {m: results["methods"][m]["ndcg@10"] for m in results["methods"]}}

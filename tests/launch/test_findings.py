@@ -39,7 +39,8 @@ def test_dry_run_skips_finished_runs_and_resumes_started_ones(tmp_path, capsys):
                           "--dry_run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# main seed 0: done")
-    assert "--resume" in out[1] and out[1].endswith(f"--workdir={started} --resume rl") and out[2].endswith(" eval")
+    assert "--resume" in out[1] and out[1].endswith(f"--workdir={started} --resume rl")
+    assert out[2].endswith(f"--workdir={started} --resume eval")           # continues from its score journals
 
 
 def test_bad_arguments_are_refused(tmp_path):
