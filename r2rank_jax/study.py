@@ -15,7 +15,8 @@ Methods (`METHODS`, in this order): the classic baselines (``python -m r2rank_ja
 prepared benchmark, cut to the evaluated users), ``zero_shot`` (pointwise and listwise), TALLRec,
 Prompt4NR, R²ec, R2Rec, ``r2rank`` (SFT+RL; its SFT checkpoint is the SFT-only row), and the ablations
 ``rl_only``, ``mlp_only`` and ``no_cot`` (`r2rank_jax.ablations`; ``no_cot`` starts from a copy of
-r2rank's teacher/ and sft/). A launcher method runs each of its stages as its own
+r2rank's teacher/ and sft/), then ``analyses`` (``python -m r2rank_jax.analyses.{position,history_order}``
+on r2rank's run, written to ``W/PROTOCOL/analyses``). A launcher method runs each of its stages as its own
 ``python -m r2rank_jax.launch ... STAGE`` process (`r2rank_jax.runner`); only the zero-shot run scores the
 listwise baseline (``eval.listwise=false`` elsewhere), and each run scores only its own rows.
 
@@ -29,9 +30,11 @@ removed and it runs again). A workdir that holds a study needs ``--resume`` to b
 is passed to the running stage (which checkpoints); the study then stops, and the same command with
 ``--resume`` continues.
 
-After the runs: ``W/results.json`` and ``W/results.md``, one table per protocol (main first) of every
-finished, current method's rows on the same users (NDCG/HR/MRR, 95% bootstrap CIs, Wilcoxon markers and
-p-values against r2rank; `r2rank_jax.eval.report`), the protocol in the header, and each method's cost.
+After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one
+table per protocol (main first) of every finished, current method's rows on the same users (NDCG/HR/MRR,
+95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
+the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
+listwise baseline, on its first ``--analysis_users`` users; `ANALYSES`) and each method's cost.
 The last stdout line is one JSON object: ``{"study": W/study.json, "results": ..., "stopped": ...}``.
 """
 from __future__ import annotations
@@ -80,6 +83,7 @@ class Method:
     starts_from: str | None = None       # the method whose teacher/ and sft/ this one copies
     stages: tuple[str, ...] | None = None   # None: the launcher method's own stages, then eval
     classic: bool = False                # a classic baseline: python -m r2rank_jax.baselines.NAME
+    analyses_of: str | None = None       # the analyses (python -m r2rank_jax.analyses.STAGE) of this method's run
 
     @property
     def launcher_method(self) -> str:
@@ -113,7 +117,16 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _ablation("rl_only"),
     _ablation("mlp_only"),
     _ablation("no_cot", starts_from="r2rank", stages=("rl", "eval")),
+    Method("analyses", {}, analyses_of="r2rank", stages=("position", "history_order")),
 )}
+# The analyses of R2Rank's run (issue item 6), on its first `--analysis_users` evaluated users: every candidate's
+# score with the positive moved to positions 1/10/20, and NDCG@10 over shuffled histories; for R2Rank and the
+# listwise baseline (the base model, all candidates in one prompt).
+ANALYSES: dict[str, tuple[str, ...]] = {
+    "position": ("--methods", "r2rank,zero_shot_listwise", "--positions", "1,10,20"),
+    "history_order": ("--methods", "r2rank,zero_shot_listwise", "--shuffles", "3", "--seed", "0"),
+}
+ANALYSIS_USERS = 50
 PREPARE = "prepare"
 PREPARE_READS = ("name", "tokenizer", "data")
 
@@ -191,7 +204,8 @@ def _stages(method: Method) -> tuple[str, ...]:
 
 
 def plan(config_path: str, extra: Sequence[str], workdir: str | pathlib.Path, protocols: Sequence[str],
-         trained_protocols: Sequence[str], methods: Sequence[str] | None = None) -> list[Unit]:
+         trained_protocols: Sequence[str], methods: Sequence[str] | None = None,
+         analysis_users: int = ANALYSIS_USERS) -> list[Unit]:
     """Every unit of the study in run order: per protocol its prepare, then `methods` (default all) in
     `METHODS` order (trained methods only on `trained_protocols`). Raises ValueError (ConfigError) for an
     unknown method or protocol, or a protocol the config's data source cannot prepare."""
@@ -225,6 +239,14 @@ def plan(config_path: str, extra: Sequence[str], workdir: str | pathlib.Path, pr
             m = METHODS[name]
             if m.trained and protocol not in trained_protocols:
                 continue
+            if m.analyses_of:
+                of = next((u for u in units if u.protocol == protocol and u.name == m.analyses_of), None)
+                if of is None:
+                    raise ValueError(f"{name} needs {m.analyses_of} in the same plan (with_dependencies adds it)")
+                reads = {"of": of.hash, "users": analysis_users, "analyses": {k: list(v) for k, v in ANALYSES.items()}}
+                run = runner.Run(f"{protocol}/{name}", here / name, (), m.stages)
+                units.append(Unit(protocol, m, run, reads, config_hash(reads), of.split, analysis_users, of.seed))
+                continue
             if m.classic:
                 args = baselines.plan(CLASSIC, cfg.eval.baseline_args)[name]
                 reads = {"data": d["data"], "split": cfg.eval.split, "max_users": cfg.eval.max_users,
@@ -248,13 +270,14 @@ def plan(config_path: str, extra: Sequence[str], workdir: str | pathlib.Path, pr
 
 
 def with_dependencies(names: Sequence[str]) -> list[str]:
-    """`names` plus the methods they start from (no_cot needs r2rank's SFT)."""
+    """`names` plus the methods they start from (no_cot needs r2rank's SFT, the analyses its run)."""
     out = list(names)
     for name in names:
-        dep = METHODS[name].starts_from
-        if dep and dep not in out:
-            print(f"# {name} starts from {dep}'s SFT: {dep} added", flush=True)
-            out.append(dep)
+        m = METHODS[name]
+        for dep, why in ((m.starts_from, "starts from {}'s SFT"), (m.analyses_of, "reads {}'s run")):
+            if dep and dep not in out:
+                print(f"# {name} {why.format(dep)}: {dep} added", flush=True)
+                out.append(dep)
     return [m for m in METHODS if m in out]
 
 
@@ -437,6 +460,12 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
         scores.mkdir(parents=True, exist_ok=True)
         full = scores / f"{m.name}.full.jsonl"
         stages = (m.name,)
+    elif m.analyses_of:
+        of = state.unit(f"{unit.protocol}/{m.analyses_of}")
+        if of is None or of["status"] != "finished" or of["hash"] != unit.config["of"]:
+            raise RuntimeError(f"{unit.key}: needs {unit.protocol}/{m.analyses_of} finished with its current config")
+        unit.run.workdir.mkdir(parents=True, exist_ok=True)
+        stages = unit.run.stages
     else:
         _link_data(unit, root)
         runner.start_from(unit.run)
@@ -466,7 +495,7 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
         from r2rank_jax.eval.score_files import write_subset
 
         write_subset(full, _records(root, unit), scores / f"{m.name}.jsonl")
-    elif m is not None:
+    elif m is not None and not m.analyses_of:
         _check_written_config(unit)
     entry.update(status="finished", finished=time.time(), content_hash=_content_hash(bench))
     state.save()
@@ -483,6 +512,10 @@ def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[
         if started and (unit.run.workdir / "data").exists():
             argv.insert(-1, "--overwrite")
         return runner.LAUNCH, argv
+    if unit.method.analyses_of:
+        return f"r2rank_jax.analyses.{stage}", ["--workdir", str(root / unit.protocol / unit.method.analyses_of),
+                                                "--out", str(unit.run.workdir), "--max-users", str(unit.max_users),
+                                                *ANALYSES[stage]]
     if unit.method.classic:
         full = unit.run.workdir / "eval" / "scores" / f"{unit.name}.full.jsonl"
         return f"r2rank_jax.baselines.{unit.name}", ["--benchmark", str(_benchmark(root, unit.protocol)), "--out",
@@ -547,6 +580,7 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
         content = _content_hash(bench)
         records = _records(root, prep)
         paths, rows_of, costs, stale, extras = {}, {}, {"prepare": _cost(state.unit(prep.key))}, [], {}
+        analyses: dict[str, dict[str, Any]] = {}
         for unit in units:
             if unit.protocol != protocol or unit.method is None:
                 continue
@@ -555,6 +589,11 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
                 continue
             if not is_current(unit, entry) or entry.get("content_hash") != content:
                 stale.append(unit.name)
+                continue
+            if unit.method.analyses_of:
+                analyses[unit.name] = {stage: json.loads((unit.run.workdir / f"{stage}.json").read_text())
+                                       for stage in unit.run.stages}
+                costs[unit.name] = _cost(entry)
                 continue
             results = unit.run.workdir / "eval" / "results.json"
             theirs = json.loads(results.read_text())["methods"] if results.is_file() else {}
@@ -583,8 +622,25 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
         res["cost"] = costs
         if stale:
             res["stale_methods"] = stale
+        if analyses:
+            res["analyses"] = analyses
         out["protocols"][protocol] = res
     return out
+
+
+def _render_position(result: Mapping[str, Any]) -> str:
+    from r2rank_jax.analyses.position import render_markdown
+
+    return render_markdown(dict(result))
+
+
+def _render_history_order(result: Mapping[str, Any]) -> str:
+    from r2rank_jax.analyses.history_order import render_markdown
+
+    return render_markdown(dict(result))
+
+
+ANALYSIS_RENDER = {"position": _render_position, "history_order": _render_history_order}
 
 
 def _demote(markdown: str) -> str:
@@ -609,6 +665,9 @@ def render(summary: Mapping[str, Any]) -> str:
         if res.get("stale_methods"):
             out += [f"Left out (finished with a config that has changed since; rerun with --rerun_changed): "
                     f"{', '.join(res['stale_methods'])}.", ""]
+        for name, per in res.get("analyses", {}).items():
+            for stage, result in per.items():
+                out += [_demote(_demote(ANALYSIS_RENDER[stage](result))), ""]
         out += ["### Cost (this machine; all attempts of each stage)", "",
                 "| study method | rows | wall s | CPU s | peak RSS GiB | tokens generated (RL rollouts) |",
                 "|---|---|---:|---:|---:|---:|"]
@@ -624,6 +683,11 @@ def render(summary: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- main
+
+def _write_results(root: pathlib.Path, summary: Mapping[str, Any]) -> None:
+    (root / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    (root / "results.md").write_text(render(summary))
+
 
 def _names(value: str, what: str, parser: argparse.ArgumentParser) -> list[str]:
     names = [v.strip() for v in value.split(",") if v.strip()]
@@ -645,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerun_changed", action="store_true",
                         help="rerun (from scratch) the selected methods whose config changed since they started")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and the commands only")
+    parser.add_argument("--analysis_users", type=int, default=ANALYSIS_USERS,
+                        help=f"users of R2Rank's run the analyses rescore (default {ANALYSIS_USERS})")
     args, extra = runner.parse_args(parser, argv)
     root = pathlib.Path(args.workdir)
     protocols = _names(args.protocols, "--protocols", parser)
@@ -658,9 +724,11 @@ def main(argv: list[str] | None = None) -> int:
     if idle:
         parser.error(f"--only {idle}: trained methods run on --trained_protocols {trained}, none of which is in "
                      f"--protocols {protocols}")
+    if args.analysis_users < 1:
+        parser.error(f"--analysis_users must be >= 1, got {args.analysis_users}")
     try:
-        units = plan(args.config, extra, root, protocols, trained, only)
-        everything = plan(args.config, extra, root, protocols, list(PROTOCOLS), None)
+        units = plan(args.config, extra, root, protocols, trained, only, args.analysis_users)
+        everything = plan(args.config, extra, root, protocols, list(PROTOCOLS), None, args.analysis_users)
     except ValueError as e:
         parser.error(str(e))
     state = StudyState(root)
@@ -699,11 +767,11 @@ def main(argv: list[str] | None = None) -> int:
                     print("# stopped by SIGTERM; `--resume` continues", flush=True)
                     break
                 ran.append(unit.key)
+                _write_results(root, summarize(root, everything, state))     # after every unit: commit as they finish
         summary = None
-        if not stopped:
+        if not stopped:                   # (when stopped, the results of the last finished unit are written)
             summary = summarize(root, everything, state)
-            (root / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-            (root / "results.md").write_text(render(summary))
+            _write_results(root, summary)
             print(render(summary), end="")
     last = {"study": str(state.path), "stopped": stopped, "ran": ran, "skipped": skipped}
     if summary is not None:

@@ -62,7 +62,7 @@ def _dry_run(capsys, *args) -> tuple[list[str], dict]:
 def test_games_plan_covers_every_method_on_the_main_protocol(tmp_path, capsys):
     lines, last = _dry_run(capsys, f"--config={GAMES}", f"--workdir={tmp_path}")
     units = list(last["units"])
-    trained = ["tallrec", "prompt4nr", "r2ec", "r2rec", "r2rank", "rl_only", "mlp_only", "no_cot"]
+    trained = ["tallrec", "prompt4nr", "r2ec", "r2rec", "r2rank", "rl_only", "mlp_only", "no_cot", "analyses"]
     untrained = ["prepare", "random", "popularity", "sasrec", "bert4rec", "lightgcn", "zero_shot"]
     assert units == [f"popularity/{m}" for m in untrained + trained] + [f"uniform/{m}" for m in untrained]
     assert set(last["units"].values()) == {"todo"} and not (tmp_path / "study.json").exists()
@@ -79,7 +79,7 @@ def test_games_plan_covers_every_method_on_the_main_protocol(tmp_path, capsys):
                for line in lines)
     rl_only = [c.rsplit(" ", 1)[1] for c in commands if "/popularity/rl_only " in c]
     assert rl_only == ["rl", "eval"]          # sft.steps=0: R2Rank's synthesize and sft would only skip
-    assert [c.rsplit(" ", 1)[1] for c in commands if "/popularity/r2rank " in c] == ["synthesize", "sft", "rl", "eval"]
+    assert [c.rsplit(" ", 1)[1] for c in commands if f"--workdir={tmp_path}/popularity/r2rank " in c] == ["synthesize", "sft", "rl", "eval"]
     assert any(c.startswith("python -m r2rank_jax.baselines.sasrec --benchmark " f"{tmp_path}/popularity/prepare/data/benchmark")
                for c in commands)
 
@@ -96,7 +96,8 @@ def test_games_config_is_the_protocol(tmp_path):
     assert source == "../shared/data/amazon18_video_games/Games-6k"       # relative to the repository root
     uniform = next(u for u in units if u.key == "uniform/prepare")
     assert uniform.config["data"]["negatives"] == "uniform"
-    assert {u.max_users for u in units} == {500} and {u.split for u in units} == {"test"}
+    assert {u.max_users for u in units if u.name != "analyses"} == {500} and {u.split for u in units} == {"test"}
+    assert next(u for u in units if u.name == "analyses").max_users == study.ANALYSIS_USERS
 
 
 def test_a_method_hash_covers_what_it_reads(tmp_path):
@@ -107,7 +108,8 @@ def test_a_method_hash_covers_what_it_reads(tmp_path):
     tallrec = hashes("--config.tallrec.steps=7")
     assert {k for k in base if base[k] != tallrec[k]} == {"popularity/tallrec"}
     rl = hashes("--config.rl.steps=3")
-    assert {k.split("/")[1] for k in base if base[k] != rl[k]} == {"r2rank", "rl_only", "mlp_only", "no_cot", "r2rec"}
+    assert {k.split("/")[1] for k in base if base[k] != rl[k]} == {"r2rank", "rl_only", "mlp_only", "no_cot", "r2rec",
+                                                                    "analyses"}   # the analyses read r2rank's run
     sasrec = hashes("--config.eval.baseline_args=sasrec --epochs 2")
     assert {k for k in base if base[k] != sasrec[k]} == {"popularity/sasrec"}
     data = hashes("--config.data.history_len=8")
@@ -293,3 +295,28 @@ def test_finished_study_is_skipped_and_a_changed_config_refused(resumed, tmp_pat
     assert list(table["methods"]) == ["popularity"] and table["num_users"] == 5
     assert table["stale_methods"] == ["r2rank"]          # finished with the 6-user config: left out
     assert len(read_score_file(workdir / "uniform" / "popularity" / "eval" / "scores" / "popularity.jsonl").user_ids) == 5
+
+
+def test_analyses_of_r2rank_join_the_results(resumed, tmp_path, capsys):
+    """`--only analyses` on the finished study: r2rank is skipped, its run rescored with the positive moved
+    (R2Rank invariant, scores computed from each candidate's own prompt) and with shuffled histories; both
+    analyses join results.json/md; the analyses config is hashed (another user count is a change)."""
+    workdir = tmp_path / "study"
+    shutil.copytree(resumed[0], workdir, symlinks=True)
+    args = ["--only=analyses", "--analysis_users=3", *SMALL, "--resume"]
+    rc, out, _ = _in_process(capsys, workdir, *args)
+    assert rc == 0 and "# analyses reads r2rank's run: r2rank added" in out
+    assert _last_json(out)["ran"] == ["uniform/analyses"] and "uniform/r2rank" in _last_json(out)["skipped"]
+    launched = [line for line in out.splitlines() if line.startswith("python -m ")]
+    assert [line.split()[2] for line in launched] == ["r2rank_jax.analyses.position", "r2rank_jax.analyses.history_order"]
+    table = json.loads((workdir / "results.json").read_text())["protocols"]["uniform"]
+    position = table["analyses"]["analyses"]["position"]
+    assert position["num_users"] == 3 and position["positions"] == [1, 10, 20]
+    assert position["methods"]["r2rank"]["invariant"] is True
+    assert set(position["methods"]) == {"r2rank", "zero_shot_listwise"}
+    assert table["analyses"]["analyses"]["history_order"]["num_users"] == 3
+    assert (workdir / "uniform" / "analyses" / "position.png").is_file()
+    md = (workdir / "results.md").read_text()
+    assert "### Candidate position sensitivity (3 users)" in md and "| analyses | – |" in md
+    rc, _, err = _in_process(capsys, workdir, "--only=analyses", "--analysis_users=4", *SMALL, "--resume")
+    assert rc == 2 and "uniform/analyses: config" in err and "changed: users" in err
