@@ -44,5 +44,6 @@ def get_config() -> ExperimentConfig:
         tallrec=_section("tallrec_games.py", "tallrec"),
         prompt4nr=_section("prompt4nr_games.py", "prompt4nr"),
         r2ec=_section("r2ec_games.py", "r2ec"),
-        r2rec=_section("r2rec_games.py", "r2rec"),
+        # 512 teacher users: the grounded chain teacher keeps ~49% of traces (docs/study.md), ~250 for SFT's 240
+        r2rec=dataclasses.replace(_section("r2rec_games.py", "r2rec"), teacher_users=512),
     )

@@ -5,7 +5,9 @@ It plays both roles of `r2rec_teacher.progressive_traces` on `ChainPair` request
 - **write** (answer-conditioned, as the procedure asks): one step per shown chain (at most ``max_steps``)
   naming what the chain's two items share (platform, series key, title words; `grounded_evidence`),
   then one step on the hinted candidate, citing the chains (or, without chains, the liked items) that
-  share its platform, series or title words, and stating those claims. The ranking puts the hinted
+  share its platform, series or title words, and stating those claims: only what links it to the shown
+  items (a shared platform, a shared series, shared words), never its own title, so a claim cannot
+  identify the candidate by itself. The ranking puts the hinted
   candidate first, the others by the grounded match score (`teacher.grounded.match_score`).
 - **verify** (no hint; the steps possibly masked): ranks the candidates by how many of the claims of
   the last ``candidate`` step each one satisfies (platform named, same series, each claimed word in its
@@ -48,33 +50,41 @@ class GroundedChainTeacher:
         return np.asarray([match_score(self.index.evidence(pair.record, shown, c), self.weights)
                            for c in pair.record.candidates], np.float64)
 
-    def _common(self, a: str, b: str) -> list[str]:
+    def _common(self, a: str, b: str) -> tuple[list[str], str | None, list[str]]:
+        """(shared platforms, the shorter series key when the series match, shared words) of two items."""
         (pa, ka, wa), (pb, kb, wb) = self.index.features(a), self.index.features(b)
-        out = ["/".join(sorted(set(pa) & set(pb)))] if set(pa) & set(pb) else []
-        if same_franchise(ka, kb):
-            out.append(f"series '{ka if len(ka or '') <= len(kb or '') else kb}'")
-        out += sorted(wa & wb)[:2]
-        return out
+        series = min((ka, kb), key=len) if same_franchise(ka, kb) else None
+        return sorted(set(pa) & set(pb)), series, sorted(wa & wb)
 
     def write(self, pair: ChainPair) -> str:
         cands = pair.record.candidates
         target = cands.index(pair.candidate)
-        steps = []
-        chains = pair.chains[:self.max_steps]
-        for n, c in enumerate(chains, start=1):
-            common = self._common(c.item, c.back_item)
-            steps.append(f"Step {n}: C{n} items share {', '.join(common) if common else 'no platform or series'}.")
-        labels = [(f"C{n}", (c.item, c.back_item)) for n, c in enumerate(pair.chains, start=1)] or \
-                 [(f"H{h}", (i,)) for h, i in enumerate(pair.items, start=1)]
         plats, key, words = self.index.features(pair.candidate)
-        fits = [lab for lab, its in labels if any(self._common(pair.candidate, i) for i in its)]
-        shared = sorted(words & frozenset().union(*(self.index.features(i)[2] for i in _shown(pair))))[:3]
-        claims = [f"on {'/'.join(plats)}"] if plats else []
-        if key:
+        linked = lambda its: any(any(self._common(pair.candidate, i)) for i in its)  # noqa: E731
+        numbered = list(enumerate(pair.chains, start=1))
+        # the chains that link to the candidate first, at most max_steps of them
+        numbered.sort(key=lambda nc: not linked((nc[1].item, nc[1].back_item)))
+        steps = []
+        for n, c in numbered[:self.max_steps]:
+            plat, series, _ = self._common(c.item, c.back_item)
+            common = (["/".join(plat[:2])] if plat else []) + ([f"series '{series}'"] if series else [])
+            steps.append(f"Step {len(steps) + 1}: C{n} items share {', '.join(common) or 'no platform or series'}.")
+        fit_chains = [f"C{n}" for n, c in enumerate(pair.chains, start=1) if linked((c.item, c.back_item))]
+        fit_items = [f"H{h}" for h, i in enumerate(pair.items, start=1) if linked((i,))]
+        shown = [self.index.features(i) for i in _shown(pair)]
+        shared = sorted(words & frozenset().union(*(w for _, _, w in shown)))[:3]
+        plats = sorted(set(plats) & {p for ps, _, _ in shown for p in ps})
+        claims = [f"on {'/'.join(plats[:2])}"] if plats else []
+        if key and any(same_franchise(key, k) for _, k, _ in shown):
             claims.append(f"series '{key}'")
         if shared:
             claims.append("words " + " ".join(shared))
-        fit_text = ", ".join(fits[:3]) if fits else f"none of {labels[0][0]}-{labels[-1][0]}" if labels else "nothing"
+        if fit_chains:
+            fit_text = ", ".join(fit_chains[:3])
+        else:
+            fit_text = ", ".join(fit_items[-3:]) or "no liked item"
+            if pair.chains:
+                fit_text += f", not C1-C{len(pair.chains)}"
         steps.append(f"Step {len(steps) + 1}: candidate [{target + 1}] {', '.join(claims) or 'no evidence'}; "
                      f"fits {fit_text}.")
         order = [target] + [int(k) for k in np.argsort(-self._scores(pair), kind="stable") if k != target]

@@ -8,7 +8,7 @@ history (platforms, franchise key, shared title words, popularity percentile), s
             + w_words * min(#shared words, WORD_CAP) + w_popularity * percentile
 
 and recommends when ``match >= threshold``. `WEIGHTS` and `THRESHOLD` were fitted on the train split only
-(`grounded_fit`: maximal balanced accuracy of the rule on train pairs, ties broken by the train pairs' AUC;
+(`r2rank_jax.analyses.grounded_fit`: maximal balanced accuracy of the rule on train pairs, ties broken by the train pairs' AUC;
 docs/study.md, "Teacher"). The reply has the three sections of the self-reflective prompt (~60-90 SmolLM2
 tokens) and the answer tag. No randomness: the reply depends only on the pair and the attempt.
 

@@ -1,6 +1,6 @@
 """Fitting the grounded teacher's weights and threshold on the TRAIN split, and the rule as a ranker.
 
-    python -m r2rank_jax.teacher.grounded_fit --benchmark DIR [--negatives_per_user 1] [--seed 0]
+    python -m r2rank_jax.analyses.grounded_fit --benchmark DIR [--negatives_per_user 1] [--seed 0]
         [--max_users N] [--eval_split test --eval_users 500]
 
 Train pairs: every train user's positive plus ``negatives_per_user`` negatives of its saved candidate list
@@ -79,7 +79,7 @@ def fit(x: np.ndarray, y: np.ndarray, grid: dict[str, tuple[float, ...]] = GRID)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m r2rank_jax.teacher.grounded_fit", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m r2rank_jax.analyses.grounded_fit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benchmark", required=True)
     p.add_argument("--negatives_per_user", type=int, default=1)
