@@ -11,7 +11,8 @@ a uniform-negatives benchmark too (`r2rank_jax.study.PROTOCOLS` sets `data.negat
 
 Every method's hyperparameters live in this one config, in its own section: R2Rank's (`sft`, `rl`,
 `teacher`, also read by its ablations and by R2Rec) and the model, data and prompt budget are those of
-configs/smollm2_games.py; `tallrec`, `prompt4nr`, `r2ec` and `r2rec` are taken from
+configs/smollm2_games.py, except the teacher: the grounded programmatic teacher (`teacher.kind="grounded"`,
+r2rank_jax/teacher/grounded.py) instead of SmolLM2 itself; `tallrec`, `prompt4nr`, `r2ec` and `r2rec` are taken from
 configs/{tallrec,prompt4nr,r2ec,r2rec}_games.py. The runner sets `method` and `eval.*` per run (which
 rows each run scores); a method's config hash covers the sections it reads, so tuning one method does
 not invalidate another's finished run.
@@ -32,12 +33,17 @@ def get_config() -> ExperimentConfig:
     base = load_config_file(HERE / "smollm2_games.py")
     data = dataclasses.replace(base.data, source="recbole:../shared/data/amazon18_video_games/Games-6k", split="user",
                                num_candidates=20, negatives="popularity", seed=0)
+    # The grounded programmatic teacher (docs/study.md, "Teacher"): the paper's DeepSeek-R1 is not reachable
+    # and SmolLM2 as its own teacher writes weak rationales (and no Step lines for R2Rec). It costs seconds, so
+    # 2,000 train users (4,000 pairs, ~3,000 accepted) give SFT's shuffled 60 x 4 examples a varied pool.
+    teacher = dataclasses.replace(base.teacher, kind="grounded", max_users=2000, negatives_per_user=1)
     evaluation = dataclasses.replace(base.eval, split="test", max_users=500,
                                      baselines=("random", "popularity", "sasrec", "bert4rec", "lightgcn"))
     return dataclasses.replace(
-        base, name="study_games", data=data, eval=evaluation,
+        base, name="study_games", data=data, eval=evaluation, teacher=teacher,
         tallrec=_section("tallrec_games.py", "tallrec"),
         prompt4nr=_section("prompt4nr_games.py", "prompt4nr"),
         r2ec=_section("r2ec_games.py", "r2ec"),
-        r2rec=_section("r2rec_games.py", "r2rec"),
+        # 512 teacher users: the grounded chain teacher keeps ~49% of traces (docs/study.md), ~250 for SFT's 240
+        r2rec=dataclasses.replace(_section("r2rec_games.py", "r2rec"), teacher_users=512),
     )

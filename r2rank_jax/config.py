@@ -90,7 +90,7 @@ class OptimSpec:
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSpec:
-    kind: str = "scripted"               # "scripted" (synthetic world), "openai", "local"
+    kind: str = "scripted"               # "scripted" (synthetic world), "grounded" (real data's titles, teacher.grounded), "openai", "local"
     base_url: str = ""
     model: str = ""
     api_key_env: str = "OPENAI_API_KEY"

@@ -92,8 +92,15 @@ def _emit(summary: dict) -> dict:
 
 
 def make_chain_teacher(cfg: ExperimentConfig, wd: Workdir, b: PromptBuilder, tok: Any):
-    """The scripted chain teacher (synthetic world) or the configured local/OpenAI teacher."""
+    """The scripted chain teacher (synthetic world), the grounded chain teacher (real data's titles) or
+    the configured local/OpenAI teacher."""
     titles = {i: b.item_text(i) for i in b.items}
+    if cfg.teacher.kind == "grounded":
+        from r2rank_jax.data.benchmark import load_split
+        from r2rank_jax.methods.r2rec_grounded import GroundedChainTeacher
+        from r2rank_jax.teacher.grounded_evidence import EvidenceIndex
+
+        return GroundedChainTeacher(EvidenceIndex.from_split(titles, load_split(wd.benchmark, "train"))), titles
     if cfg.teacher.kind == "scripted":
         from r2rank_jax.data.synthetic import load_item_attributes
         from r2rank_jax.methods.r2rec_teacher import ScriptedChainTeacher

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from r2rank_jax.data.prompt_text import ANSWER_CLOSE
 from r2rank_jax.teacher.base import Teacher
 
-TEACHERS: tuple[str, ...] = ("openai", "local", "scripted")
+TEACHERS: tuple[str, ...] = ("openai", "local", "scripted", "grounded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +38,17 @@ class TeacherSpec:
     noise: float = 0.1
     threshold: float = 1.3
     style: str = "full"                  # "full" sentences, "concise" counts or "graded" (counts + level) (short rollouts on a CPU)
+    # grounded: real data's title evidence + train popularity (teacher.grounded); None = the threshold fitted
+    # on the train split (grounded.THRESHOLD), a number moves the decision boundary of the match score
+    grounded_threshold: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.kind!r}")
+        t = self.grounded_threshold
+        if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
+            raise ValueError(f"grounded_threshold must be a finite number >= 0 or None (the fitted one), got {t!r}")
 
 
 def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
@@ -53,6 +60,11 @@ def make_teacher(spec: TeacherSpec, benchmark_dir: str | os.PathLike[str],
 
         return ScriptedTeacher(load_item_attributes(benchmark_dir), spec.noise, spec.threshold, spec.seed,
                                spec.style), None
+    if spec.kind == "grounded":
+        from r2rank_jax.teacher.grounded import THRESHOLD, GroundedTeacher
+
+        threshold = THRESHOLD if spec.grounded_threshold is None else float(spec.grounded_threshold)
+        return GroundedTeacher.from_benchmark(benchmark_dir, threshold=threshold), None
     if spec.kind == "openai":
         from r2rank_jax.teacher.http_teacher import OpenAITeacher
         from r2rank_jax.teacher.openai_client import ChatClient, ClientConfig

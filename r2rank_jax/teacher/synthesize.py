@@ -1,10 +1,11 @@
 """Teacher rationale synthesis: ask a teacher about train-split (user, candidate) pairs, keep the
 responses whose decision matches the label (the paper's filter), write a JSONL corpus.
 
-    python -m r2rank_jax.teacher.synthesize --benchmark DIR --out CORPUS_DIR --teacher {openai,local,scripted}
+    python -m r2rank_jax.teacher.synthesize --benchmark DIR --out CORPUS_DIR --teacher {openai,local,scripted,grounded}
         [--negatives_per_user 1] [--max_users N] [--max_attempts 1] [--rationalize | --no_rationalize]
         [--tokenizer DIR] [openai: --base_url URL --model NAME --api_key_env OPENAI_API_KEY --concurrency 4 ...]
         [local: --hf_dir DIR | --gguf FILE | --synthetic_tiny] [scripted: --noise 0.1]
+        [grounded: --grounded_threshold T]
 
 Corpus line (``CORPUS_DIR/corpus.jsonl``, read by `train.sft_data`)::
 
@@ -192,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(s, name)
         kind = float if name == "temperature" else type(default) if default is not None else str
         p.add_argument(f"--{name}", type=kind, default=default)
+    p.add_argument("--grounded_threshold", type=float, default=None,
+                   help="grounded teacher: decision threshold of the match score (default: the fitted one)")
     p.add_argument("--synthetic_tiny", action="store_true", help="local teacher: a random tiny model (tests)")
     return p
 
