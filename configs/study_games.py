@@ -45,5 +45,7 @@ def get_config() -> ExperimentConfig:
         prompt4nr=_section("prompt4nr_games.py", "prompt4nr"),
         r2ec=_section("r2ec_games.py", "r2ec"),
         # 512 teacher users: the grounded chain teacher keeps ~49% of traces (docs/study.md), ~250 for SFT's 240
-        r2rec=dataclasses.replace(_section("r2rec_games.py", "r2rec"), teacher_users=512),
+        # max_new_tokens 160: its traces average 127 tokens (max 157; the 20-candidate ranking alone is ~80), so
+        # 128 would cut half of them in RL and eval.
+        r2rec=dataclasses.replace(_section("r2rec_games.py", "r2rec"), teacher_users=512, max_new_tokens=160),
     )
