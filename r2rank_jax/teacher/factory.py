@@ -36,7 +36,7 @@ class TeacherSpec:
     # scripted: the synthetic world's attribute reasoner
     noise: float = 0.1
     threshold: float = 1.3
-    style: str = "full"                  # "full" sentences, "concise" counts or "graded" (counts + level) (short rollouts on a CPU)
+    style: str = "full"                  # "full" sentences, "concise" counts, "graded" (counts + level) or "stepwise" (graded, counts worked out item by item) (short rollouts on a CPU)
     seed: int = 0
 
     def __post_init__(self) -> None:
