@@ -9,10 +9,27 @@ flipped decision), so the correctness filter has work to do. Each response has t
 the self-reflective prompt and ends with the answer tag. Deterministic in (seed, user, candidate,
 attempt).
 
-Three styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer), ``concise``
-(the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts) and ``graded``
+Four styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer), ``concise``
+(the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts), ``graded``
 (concise, plus the match score floored to a level 0..7 in the self-check and again in the conclusion,
-right before the answer: a graded signal next to the last hidden state the scoring head reads).
+right before the answer: a graded signal next to the last hidden state the scoring head reads) and
+``stepwise`` (the counts of ``graded`` worked out in local steps: the candidate's attributes, then one
+line per shown history item with its attribute values, each followed by ``same`` or ``no`` (equal to
+the candidate's?), then the counts, then the level and decision as in ``graded``)::
+
+    #Initial reasoning: candidate Racing PS5 Vortex Games.
+    1: Racing same PS4 no Vortex Games same
+    2: Puzzle no PS5 same Red Maple no
+    genre 1/2, platform 1/2, brand 1/2, favorite platform matches.
+    #Self-check: the evidence is clear, match level 4 of 7.
+    #Final conclusion and suggestion: level 4, I recommend it.
+    <answer>Recommend</answer>
+
+Each token of a history line then needs one short lookup: the item's value (copied from the
+item's entry in the prompt), the mark right after it (that value against the candidate's, written at
+a fixed place at the start of the rationale); the counts count the marks of one slot. Long: 123-154
+tokens (mean 135) for 5-item histories with the demo world's tokenizer (an attribute value is 1-3
+tokens), so the SFT response bucket and the RL/eval ``max_new_tokens`` need 160.
 """
 from __future__ import annotations
 
@@ -29,8 +46,9 @@ from r2rank_jax.teacher.prompts import answer_tag
 
 PROFILE_BONUS = 0.5
 _NAMES = {"genre": "genre", "platform": "platform", "brand": "brand"}
-STYLES = ("full", "concise", "graded")
-MAX_LEVEL = 7   # "graded": the match score floored to 0..MAX_LEVEL (the default world's scores reach 7.6)
+STYLES = ("full", "concise", "graded", "stepwise")
+MAX_LEVEL = 7   # "graded"/"stepwise": the match score floored to 0..MAX_LEVEL (the default world's scores reach 7.6)
+SAME, DIFFERENT = "same", "no"   # "stepwise": a history item's value equals / differs from the candidate's
 
 
 def _favorite_platform(profile: str | None) -> str | None:
@@ -71,6 +89,8 @@ class ScriptedTeacher:
             fits = not fits
         if self.style in ("concise", "graded"):
             return self._concise(pair, score, fits)
+        if self.style == "stepwise":
+            return self._stepwise(pair, score, fits)
         return "\n".join([self._initial(pair), self._self_check(pair, score), self._conclusion(pair, fits),
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
 
@@ -151,6 +171,26 @@ class ScriptedTeacher:
             decision = f"level {level}, {decision}"
         return "\n".join([f"#Initial reasoning: {shares}.", f"#Self-check: the evidence is {evidence}.",
                           f"#Final conclusion and suggestion: {decision}",
+                          answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
+
+    def _stepwise(self, pair: Pair, score: float, fits: bool) -> str:
+        attrs = ("genre", "platform", "brand")
+        cand = self.attributes[pair.candidate]
+        n = len(pair.history)
+        lines = ["#Initial reasoning: candidate " + " ".join(cand[a] for a in attrs) + "."]
+        for i, h in enumerate(pair.history, start=1):
+            item = self.attributes[h]
+            lines.append(f"{i}: " + " ".join(f"{item[a]} {SAME if item[a] == cand[a] else DIFFERENT}" for a in attrs))
+        counts = ", ".join(f"{_NAMES[a]} {self._counts(pair.history, a).get(cand[a], 0)}/{n}" for a in attrs)
+        fav = _favorite_platform(pair.record.profile)
+        if fav is not None:
+            counts += ", favorite platform " + ("matches" if fav == cand["platform"] else "differs")
+        lines.append(counts + ".")
+        evidence = "clear" if abs(score - self.threshold) > 0.5 else "uncertain"
+        level = min(int(np.floor(max(score, 0.0))), MAX_LEVEL)
+        decision = "I recommend it." if fits else "I do not recommend it."
+        return "\n".join([*lines, f"#Self-check: the evidence is {evidence}, match level {level} of {MAX_LEVEL}.",
+                          f"#Final conclusion and suggestion: level {level}, {decision}",
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
 
     # ------------------------------------------------------------------------------ Teacher

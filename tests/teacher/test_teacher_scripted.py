@@ -165,3 +165,70 @@ def test_graded_style_states_the_floored_match_score(tiny_world, builder, train_
         assert final.group(2) == ("I recommend it" if y["label"] else "I do not recommend it")
         levels.add(level)
     assert len(levels) >= 3 and y["teacher"] == "scripted(noise=0.3,style=graded)"
+
+
+def _stepwise_pairs():
+    from r2rank_jax.data.benchmark import Record
+    from r2rank_jax.teacher.base import Pair
+
+    attributes = {
+        "c": {"genre": "Racing", "platform": "PS5", "brand": "Vortex Games", "edition": "Standard"},
+        "d": {"genre": "Horror", "platform": "PC", "brand": "Red Maple", "edition": "Deluxe"},
+        "h1": {"genre": "Racing", "platform": "PS4", "brand": "Vortex Games", "edition": "Standard"},
+        "h2": {"genre": "Puzzle", "platform": "PS5", "brand": "Red Maple", "edition": "Standard"},
+        "h3": {"genre": "Racing", "platform": "PS5", "brand": "Pixel Harbor", "edition": "Gold Edition"},
+    }
+    history = ("h1", "h2", "h3")
+    with_profile = Record("u1", history, ("c", "d"), "c", "age_group: 18-24; favorite_platform: PS5")
+    without = Record("u2", history, ("c", "d"), "c", None)
+    return attributes, Pair(with_profile, "c", 1, history, "", ""), Pair(without, "d", 0, history, "", "")
+
+
+def test_stepwise_style_walks_the_history_item_by_item():
+    attributes, recommended, rejected = _stepwise_pairs()
+    teacher = ScriptedTeacher(attributes, noise=0.0, style="stepwise")
+    # score 2/3 ln 25 + 2/3 ln 12 + 1/3 ln 4 + 0.5 (favorite platform) = 4.76: level 4, clear, recommend
+    assert teacher.reason(recommended, 1) == (
+        "#Initial reasoning: candidate Racing PS5 Vortex Games.\n"
+        "1: Racing same PS4 no Vortex Games same\n"
+        "2: Puzzle no PS5 same Red Maple no\n"
+        "3: Racing same PS5 same Pixel Harbor no\n"
+        "genre 2/3, platform 2/3, brand 1/3, favorite platform matches.\n"
+        "#Self-check: the evidence is clear, match level 4 of 7.\n"
+        "#Final conclusion and suggestion: level 4, I recommend it.\n"
+        "<answer>Recommend</answer>")
+    # score 1/3 ln 4 = 0.46: level 0, clear (0.84 below the threshold), not recommended; no profile line
+    assert teacher.reason(rejected, 1) == (
+        "#Initial reasoning: candidate Horror PC Red Maple.\n"
+        "1: Racing no PS4 no Vortex Games no\n"
+        "2: Puzzle no PS5 no Red Maple same\n"
+        "3: Racing no PS5 no Pixel Harbor no\n"
+        "genre 0/3, platform 0/3, brand 1/3.\n"
+        "#Self-check: the evidence is clear, match level 0 of 7.\n"
+        "#Final conclusion and suggestion: level 0, I do not recommend it.\n"
+        "<answer>Not Recommend</answer>")
+    assert teacher.name == "scripted(noise=0,style=stepwise)"
+
+
+def test_stepwise_style_agrees_with_graded(tiny_world, builder, train_records, tmp_path):
+    import re
+
+    attributes = load_item_attributes(tiny_world[0])
+    graded = ScriptedTeacher(attributes, noise=0.3, seed=1, style="graded")
+    stepwise = ScriptedTeacher(attributes, noise=0.3, seed=1, style="stepwise")
+    cfg = SynthesisConfig(negatives_per_user=2, max_users=20)
+    a = synthesize(graded, builder, train_records, tmp_path / "graded", cfg)
+    b = synthesize(stepwise, builder, train_records, tmp_path / "stepwise", cfg)
+    assert a["accepted"] == b["accepted"]          # same noise draws, same decisions
+    counts = r"genre (?:\S+ )*?(\d+)/(\d+), platform (?:\S+ )*?(\d+)/\d+, brand (?:\S+ )*?(\d+)/\d+"
+    for x, y in zip(_lines(tmp_path / "graded" / ledger.CORPUS), _lines(tmp_path / "stepwise" / ledger.CORPUS)):
+        assert (x["candidate"], parse_decision(x["response"])) == (y["candidate"], parse_decision(y["response"]))
+        # the same counts, level and decision: the tail from the self-check on is the graded style's
+        assert re.search(counts, x["response"]).groups() == re.search(counts, y["response"]).groups()
+        assert y["response"][y["response"].index("#Self-check:"):] == x["response"][x["response"].index("#Self-check:"):]
+        lines = y["response"].splitlines()
+        n = int(re.search(counts, y["response"]).group(2))
+        assert [line.split(":")[0] for line in lines[1:1 + n]] == [str(i) for i in range(1, n + 1)]
+        k = re.search(counts, y["response"]).groups()      # every "same" is one matching attribute
+        assert sum(line.split().count("same") for line in lines[1:1 + n]) == int(k[0]) + int(k[2]) + int(k[3])
+    assert y["teacher"] == "scripted(noise=0.3,style=stepwise)"
