@@ -109,10 +109,10 @@ def journaling(path: str | os.PathLike[str], fingerprint: str, resume: bool) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"journal": VERSION, "fingerprint": fingerprint}) + "\n", encoding="utf-8")
         entries = {}
-    elif path.read_text(encoding="utf-8").endswith("\n") is False:
-        # Drop a cut last line, so that the next append starts on a line of its own.
+    else:
         text = path.read_text(encoding="utf-8")
-        path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
+        if not text.endswith("\n"):         # drop a cut last line: the next append starts a line of its own
+            path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
     journal = Journal(path, fingerprint, entries)
     token = _ACTIVE.set(journal)
     try:
