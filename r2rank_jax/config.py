@@ -97,7 +97,7 @@ class TeacherSpec:
     negatives_per_user: int = 3
     max_users: int = 0                   # synthesize for the first N train users only (0: every train user)
     noise: float = 0.1
-    style: str = "full"                  # scripted teacher: "full" sentences, "concise" counts, "graded" (counts + level) or "stepwise" (graded, counts worked out item by item)
+    style: str = "full"                  # scripted teacher: "full" sentences, "concise" counts, "graded" (counts + level), "stepwise" (graded, counts worked out item by item) or "tally" (stepwise by attribute, running counts)
     max_new_tokens: int = 256
     concurrency: int = 4
 

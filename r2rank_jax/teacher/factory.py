@@ -37,7 +37,7 @@ class TeacherSpec:
     # scripted: the synthetic world's attribute reasoner
     noise: float = 0.1
     threshold: float = 1.3
-    style: str = "full"                  # "full" sentences, "concise" counts, "graded" (counts + level) or "stepwise" (graded, counts worked out item by item) (short rollouts on a CPU)
+    style: str = "full"                  # "full" sentences, "concise" counts, "graded" (counts + level), "stepwise" (graded, counts worked out item by item) or "tally" (stepwise by attribute, running counts) (short rollouts on a CPU)
     # grounded: real data's title evidence + train popularity (teacher.grounded); None = the threshold fitted
     # on the train split (grounded.THRESHOLD), a number moves the decision boundary of the match score
     grounded_threshold: float | None = None

@@ -25,7 +25,20 @@ the candidate's?), then the counts, then the level and decision as in ``graded``
     #Final conclusion and suggestion: level 4, I recommend it.
     <answer>Recommend</answer>
 
-Each token of a history line then needs one short lookup: the item's value (copied from the
+``tally`` is ``stepwise`` turned by attribute, with running counts, so that each count is the previous count
+plus the mark just written (no count has to add up marks spread over several lines), and each mark compares
+the value just written with the candidate's at the start of the same line::
+
+    #Initial reasoning:
+    genre Racing: Racing same 1, Puzzle no 1.
+    platform PS5: PS4 no 0, PS5 same 1.
+    brand Vortex Games: Vortex Games same 1, Red Maple no 1.
+    genre 1/2, platform 1/2, brand 1/2, favorite platform matches.
+    #Self-check: the evidence is clear, match level 4 of 7.
+    #Final conclusion and suggestion: level 4, I recommend it.
+    <answer>Recommend</answer>
+
+In ``stepwise``, each token of a history line then needs one short lookup: the item's value (copied from the
 item's entry in the prompt), the mark right after it (that value against the candidate's, written at
 a fixed place at the start of the rationale); the counts count the marks of one slot. Long: 123-154
 tokens (mean 135) for 5-item histories with the demo world's tokenizer (an attribute value is 1-3
@@ -46,9 +59,9 @@ from r2rank_jax.teacher.prompts import answer_tag
 
 PROFILE_BONUS = 0.5
 _NAMES = {"genre": "genre", "platform": "platform", "brand": "brand"}
-STYLES = ("full", "concise", "graded", "stepwise")
-MAX_LEVEL = 7   # "graded"/"stepwise": the match score floored to 0..MAX_LEVEL (the default world's scores reach 7.6)
-SAME, DIFFERENT = "same", "no"   # "stepwise": a history item's value equals / differs from the candidate's
+STYLES = ("full", "concise", "graded", "stepwise", "tally")
+MAX_LEVEL = 7   # "graded"/"stepwise"/"tally": the match score floored to 0..MAX_LEVEL (the default world's scores reach 7.6)
+SAME, DIFFERENT = "same", "no"   # "stepwise"/"tally": a history item's value equals / differs from the candidate's
 
 
 def _favorite_platform(profile: str | None) -> str | None:
@@ -89,7 +102,7 @@ class ScriptedTeacher:
             fits = not fits
         if self.style in ("concise", "graded"):
             return self._concise(pair, score, fits)
-        if self.style == "stepwise":
+        if self.style in ("stepwise", "tally"):
             return self._stepwise(pair, score, fits)
         return "\n".join([self._initial(pair), self._self_check(pair, score), self._conclusion(pair, fits),
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
@@ -177,10 +190,14 @@ class ScriptedTeacher:
         attrs = ("genre", "platform", "brand")
         cand = self.attributes[pair.candidate]
         n = len(pair.history)
-        lines = ["#Initial reasoning: candidate " + " ".join(cand[a] for a in attrs) + "."]
-        for i, h in enumerate(pair.history, start=1):
-            item = self.attributes[h]
-            lines.append(f"{i}: " + " ".join(f"{item[a]} {SAME if item[a] == cand[a] else DIFFERENT}" for a in attrs))
+        if self.style == "tally":   # each line starts with the candidate's value: no candidate line
+            lines = ["#Initial reasoning:", *(self._tally_line(pair.history, a, cand[a]) for a in attrs)]
+        else:
+            lines = ["#Initial reasoning: candidate " + " ".join(cand[a] for a in attrs) + "."]
+            for i, h in enumerate(pair.history, start=1):
+                item = self.attributes[h]
+                lines.append(f"{i}: " + " ".join(f"{item[a]} {SAME if item[a] == cand[a] else DIFFERENT}"
+                                                 for a in attrs))
         counts = ", ".join(f"{_NAMES[a]} {self._counts(pair.history, a).get(cand[a], 0)}/{n}" for a in attrs)
         fav = _favorite_platform(pair.record.profile)
         if fav is not None:
@@ -192,6 +209,15 @@ class ScriptedTeacher:
         return "\n".join([*lines, f"#Self-check: the evidence is {evidence}, match level {level} of {MAX_LEVEL}.",
                           f"#Final conclusion and suggestion: level {level}, {decision}",
                           answer_tag(RECOMMEND if fits else NOT_RECOMMEND)])
+
+    def _tally_line(self, history: Sequence[str], attr: str, value: str) -> str:
+        """``genre Racing: Racing same 1, Puzzle no 1.``: each history item's value, its mark, the running count."""
+        steps, k = [], 0
+        for h in history:
+            other = self.attributes[h][attr]
+            k += other == value
+            steps.append(f"{other} {SAME if other == value else DIFFERENT} {k}")
+        return f"{_NAMES[attr]} {value}: " + (", ".join(steps) if steps else "none") + "."
 
     # ------------------------------------------------------------------------------ Teacher
 

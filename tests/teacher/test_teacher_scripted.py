@@ -232,3 +232,24 @@ def test_stepwise_style_agrees_with_graded(tiny_world, builder, train_records, t
         k = re.search(counts, y["response"]).groups()      # every "same" is one matching attribute
         assert sum(line.split().count("same") for line in lines[1:1 + n]) == int(k[0]) + int(k[2]) + int(k[3])
     assert y["teacher"] == "scripted(noise=0.3,style=stepwise)"
+
+
+def test_tally_style_keeps_running_counts_per_attribute():
+    attributes, recommended, rejected = _stepwise_pairs()
+    teacher = ScriptedTeacher(attributes, noise=0.0, style="tally")
+    # the same score, level and decision as the stepwise test above; the history walked once per attribute
+    assert teacher.reason(recommended, 1) == (
+        "#Initial reasoning:\n"
+        "genre Racing: Racing same 1, Puzzle no 1, Racing same 2.\n"
+        "platform PS5: PS4 no 0, PS5 same 1, PS5 same 2.\n"
+        "brand Vortex Games: Vortex Games same 1, Red Maple no 1, Pixel Harbor no 1.\n"
+        "genre 2/3, platform 2/3, brand 1/3, favorite platform matches.\n"
+        "#Self-check: the evidence is clear, match level 4 of 7.\n"
+        "#Final conclusion and suggestion: level 4, I recommend it.\n"
+        "<answer>Recommend</answer>")
+    assert teacher.reason(rejected, 1).splitlines()[1:5] == [
+        "genre Horror: Racing no 0, Puzzle no 0, Racing no 0.",
+        "platform PC: PS4 no 0, PS5 no 0, PS5 no 0.",
+        "brand Red Maple: Vortex Games no 0, Red Maple same 1, Pixel Harbor no 1.",
+        "genre 0/3, platform 0/3, brand 1/3."]
+    assert teacher.name == "scripted(noise=0,style=tally)"
