@@ -11,7 +11,10 @@ Environment (the first of each pair that is set wins):
 - ``R2RANK_NUM_PROCESSES`` / ``JAX_NUM_PROCESSES`` and ``R2RANK_PROCESS_ID`` / ``JAX_PROCESS_ID``
   (both or neither; neither: JAX detects them, on Cloud TPU, SLURM, Open MPI, Kubernetes);
 - ``R2RANK_DISTRIBUTED=1`` with nothing else: JAX's auto-detection alone (a TPU pod slice);
-- ``JAX_LOCAL_DEVICE_IDS`` (read by JAX itself); ``R2RANK_INIT_TIMEOUT`` seconds (default 300).
+- ``JAX_LOCAL_DEVICE_IDS`` (read by JAX itself); ``R2RANK_INIT_TIMEOUT`` seconds (default 300);
+- ``R2RANK_SHUTDOWN_TIMEOUT`` seconds a finished process waits at exit for the others (default 3600: after
+  eval's merge, process 0 alone still trains the classic baselines and writes the results, which can outlast
+  JAX's 300 s default; a process that dies is still noticed by the heartbeat, within 100 s).
 
 Single-process runs (no variable set) never call `jax.distributed` and `put_local` is `device_put`.
 """
@@ -37,6 +40,7 @@ class DistributedSettings:
     num_processes: int | None = None
     process_id: int | None = None
     initialization_timeout: int = 300
+    shutdown_timeout: int = 3600
 
 
 def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]:
@@ -79,8 +83,13 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> DistributedSettin
                                "JAX_COORDINATOR_ADDRESS to host:port of process 0")
     if address is not None and ":" not in address:
         raise DistributedError(f"coordinator address {address!r}: expected host:port")
-    timeout = _int(env, "R2RANK_INIT_TIMEOUT")
-    return DistributedSettings(address, num, pid, 300 if timeout is None else timeout)
+    timeouts = {field: value for field, value in (("initialization_timeout", _int(env, "R2RANK_INIT_TIMEOUT")),
+                                                  ("shutdown_timeout", _int(env, "R2RANK_SHUTDOWN_TIMEOUT")))
+                if value is not None}
+    for field, value in timeouts.items():
+        if value < 1:
+            raise DistributedError(f"{field} must be a positive number of seconds, got {value}")
+    return DistributedSettings(address, num, pid, **timeouts)
 
 
 def initialize(settings: DistributedSettings | None) -> bool:
@@ -94,7 +103,8 @@ def initialize(settings: DistributedSettings | None) -> bool:
         return False
     jax.distributed.initialize(coordinator_address=settings.coordinator_address,
                                num_processes=settings.num_processes, process_id=settings.process_id,
-                               initialization_timeout=settings.initialization_timeout)
+                               initialization_timeout=settings.initialization_timeout,
+                               shutdown_timeout_seconds=settings.shutdown_timeout)
     return True
 
 

@@ -36,6 +36,12 @@ def test_settings_from_env():
                                        "R2RANK_NUM_PROCESSES": "2", "R2RANK_PROCESS_ID": "0",
                                        "R2RANK_INIT_TIMEOUT": "30"})
     assert (s.coordinator_address, s.num_processes, s.process_id, s.initialization_timeout) == ("a:1", 2, 0, 30)
+    assert s.shutdown_timeout == 3600
+    env = {"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}
+    s = distributed.settings_from_env({**env, "R2RANK_SHUTDOWN_TIMEOUT": "120"})
+    assert (s.initialization_timeout, s.shutdown_timeout) == (300, 120)
+    with pytest.raises(distributed.DistributedError, match="shutdown_timeout must be a positive"):
+        distributed.settings_from_env({**env, "R2RANK_SHUTDOWN_TIMEOUT": "0"})
     s = distributed.settings_from_env({"R2RANK_DISTRIBUTED": "1"})            # TPU pod: JAX auto-detects
     assert (s.coordinator_address, s.num_processes, s.process_id) == (None, None, None)
     for env, message in [({"R2RANK_NUM_PROCESSES": "2"}, "or neither"),
@@ -157,3 +163,13 @@ def test_two_process_sft_matches_one_process(tmp_path):
     assert max(diffs) <= 1e-5
     start = _final_params(two, 1)
     assert max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), start, b))) > 1e-4
+
+
+def test_initialize_passes_both_timeouts_to_jax(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: seen.update(kw))
+    settings = distributed.DistributedSettings("h:1", 2, 1, initialization_timeout=30, shutdown_timeout=120)
+    assert distributed.initialize(settings) is True
+    assert seen == {"coordinator_address": "h:1", "num_processes": 2, "process_id": 1,
+                    "initialization_timeout": 30, "shutdown_timeout_seconds": 120}
+    assert distributed.initialize(None) is False and len(seen) == 5
