@@ -9,7 +9,7 @@ flipped decision), so the correctness filter has work to do. Each response has t
 the self-reflective prompt and ends with the answer tag. Deterministic in (seed, user, candidate,
 attempt).
 
-Four styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer), ``concise``
+Five styles: ``full`` (sentences, ~250 tokens with the synthetic world's tokenizer), ``concise``
 (the same evidence as counts, ~60 tokens: short enough for CPU-sized RL rollouts), ``graded``
 (concise, plus the match score floored to a level 0..7 in the self-check and again in the conclusion,
 right before the answer: a graded signal next to the last hidden state the scoring head reads) and
@@ -42,7 +42,8 @@ In ``stepwise``, each token of a history line then needs one short lookup: the i
 item's entry in the prompt), the mark right after it (that value against the candidate's, written at
 a fixed place at the start of the rationale); the counts count the marks of one slot. Long: 123-154
 tokens (mean 135) for 5-item histories with the demo world's tokenizer (an attribute value is 1-3
-tokens), so the SFT response bucket and the RL/eval ``max_new_tokens`` need 160.
+tokens), so the SFT response bucket and the RL/eval ``max_new_tokens`` need 160; ``tally``: 163-194 tokens
+(mean 175), they need 200.
 """
 from __future__ import annotations
 
