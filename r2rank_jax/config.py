@@ -151,6 +151,9 @@ class EvalSpec:
     split: str = "test"
     max_users: int = 0                   # 0: all users of the split
     max_new_tokens: int = 128
+    # Users per decode batch of the eval scorers (0: rl.batch_users). Changes no score beyond float rounding
+    # (the prefix bucket is the batch's longest), only the speed: a tiny model decodes more rows per step.
+    batch_users: int = 0
     baselines: tuple[str, ...] = ("random", "popularity")
     # Extra CLI arguments of a baseline, "NAME ARG ...", e.g. "sasrec --epochs 60" (r2rank_jax.baselines.plan).
     baseline_args: tuple[str, ...] = ()
@@ -162,6 +165,14 @@ class EvalSpec:
     # Also score the zero-shot listwise baseline (the base model, all K candidates in one prompt). The study
     # runner (r2rank_jax.study) scores it once, in its own run, and turns it off in the others.
     listwise: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_users < 0:
+            raise ConfigError(f"eval.batch_users must be >= 0 (0: rl.batch_users), got {self.batch_users}")
+
+    def decode_users(self, rl_batch_users: int) -> int:
+        """Users per decode batch of the eval scorers: `batch_users`, or `rl_batch_users` when 0."""
+        return self.batch_users or rl_batch_users
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,8 +67,10 @@ REFERENCE = "r2rank"
 _COMMON = ("name", "method", "seed", "tokenizer", "data", "model", "eval")
 _R2RANK_READS = (*_COMMON, "sft", "rl", "teacher")
 _NO_LISTWISE = ("eval.baselines=", "eval.listwise=false")
-# Read only by the classic baselines, whose own hash holds their arguments.
-_NOT_READ = ("eval.baseline_args",)
+# Not part of a unit's hash: eval.baseline_args is read only by the classic baselines, whose own hash holds
+# their arguments; eval.batch_users is a decode batch size, which changes no score beyond float rounding
+# (tests/launch/test_eval_batch_users.py), so changing it does not invalidate a finished run.
+_NOT_READ = ("eval.baseline_args", "eval.batch_users")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,7 +109,7 @@ class ModelContext:
         wd = Workdir(pathlib.Path(workdir))
         cfg = load_config(wd)
         tok = common.tokenizer(cfg, wd, "analyses")
-        builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+        builder, pipeline = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users))
         split = split or cfg.eval.split
         if benchmark is None:
             source = common.source(wd, split)

@@ -159,7 +159,7 @@ def score(method: PointwiseMethod, inp: ScoreInput) -> tuple[np.ndarray, dict] |
     step = common.restore_params(model, head, wd.sft)
     if step is None:
         return None
-    parts = Parts(method, cfg, tok, common.source(wd, "train").items, cfg.rl.batch_users)
+    parts = Parts(method, cfg, tok, common.source(wd, "train").items, cfg.eval.decode_users(cfg.rl.batch_users))
     s = parts.split_scores(parts.scorer(model, cfg), source, len(records))
     return check_users(s, records), {"checkpoint_step": int(step)}
 

@@ -70,7 +70,7 @@ def zero_shot_listwise_api(inp: ScoreInput) -> tuple[np.ndarray, dict]:
     config = plan.client_config(max_new)
     generate = EndpointGenerator(ChatClient(config, seed=cfg.seed), plan.concurrency, config.max_tokens,
                                  temperature=plan.temperature)
-    builder, _ = builders.prompts_and_pipeline(cfg, inp.tokenizer, inp.wd, batch_users=cfg.rl.batch_users)
+    builder, _ = builders.prompts_and_pipeline(cfg, inp.tokenizer, inp.wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users))
     result = score_listwise(records, builder, generate, max_prompt_tokens=budget,
                             batch_size=max(8, plan.concurrency), inputs=lambda p: p.messages, pad=False)
     write_outputs(inp.scores_dir / f"{NAME}.outputs.jsonl", records, result)

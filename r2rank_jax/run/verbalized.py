@@ -20,8 +20,9 @@ def verbalized_scores(inp: ScoreInput, run_dir, variant: str, rationale: bool) -
     if parts is None:
         return None
     model, _ = parts
-    builder, pipeline = builders.prompts_and_pipeline(cfg, tok, inp.wd, batch_users=cfg.rl.batch_users,
-                                                      variant=variant)
+    builder, pipeline = builders.prompts_and_pipeline(
+        cfg, tok, inp.wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users),
+        variant=variant)
     # One row length for both verbalizer methods (suffix + rationale + tag at most): one compile per prefix bucket.
     tag = len(tok(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
     rows = cfg.data.suffix_buckets[-1] + cfg.eval.max_new_tokens + tag

@@ -124,7 +124,7 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     listwise = ["zero_shot_listwise"] if e.listwise else []
     listwise_parse = None
     if e.listwise:
-        listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.rl.batch_users)
+        listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users))
         with _journal(ctx, hosts.scores_dir, "zero_shot_listwise"):
             _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder,
                                                    hosts.scores_dir)

@@ -30,8 +30,9 @@ def r2rank(inp: ScoreInput) -> tuple[np.ndarray, dict] | None:
     if parts is None:
         return None
     model, head = parts
-    builder, pipeline = builders.prompts_and_pipeline(cfg, tok, inp.wd, batch_users=cfg.rl.batch_users,
-                                                      variant=plans.rollout_plan(cfg).prompt_variant)
+    builder, pipeline = builders.prompts_and_pipeline(
+        cfg, tok, inp.wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users),
+        variant=plans.rollout_plan(cfg).prompt_variant)
     sampler = builders.sampler(model, tok, cfg, cfg.eval.max_new_tokens)
     head_def, head_state = nnx.split(head)
     scores = score_split(sampler, None, head_def, head_state, inp.source, builder, pipeline,
