@@ -13,24 +13,27 @@ _RESERVED = ("--benchmark", "--out", "--split")
 
 def plan(names: Sequence[str], extra_args: Sequence[str] = ()) -> dict[str, list[str]]:
     """{baseline: its extra CLI arguments} for the eval stage. ``extra_args`` entries are
-    ``"NAME ARG ARG ..."`` (shell words, e.g. ``"sasrec --epochs 60"``) for baselines in ``names``.
-    Raises ValueError naming the field on an unknown, repeated or unlisted name, or a reserved flag."""
+    ``"NAME ARG ARG ..."`` (shell words, e.g. ``"sasrec --epochs 60"``); an entry for a known baseline that
+    ``names`` leaves out is checked and unused, so a config's arguments survive ``--config.eval.baselines=random``.
+    Raises ValueError naming the field on an unknown or repeated name, or a reserved flag."""
     unknown = [n for n in names if n not in KNOWN]
     if unknown:
         raise ValueError(f"eval.baselines: unknown baseline(s) {unknown}; known: {list(KNOWN)}")
     if len(set(names)) != len(names):
         raise ValueError(f"eval.baselines: a baseline is listed twice: {list(names)}")
     out: dict[str, list[str]] = {n: [] for n in names}
+    seen: set[str] = set()
     for entry in extra_args:
         words = shlex.split(entry)
-        if not words or words[0] not in out:
-            raise ValueError(f"eval.baseline_args: entry {entry!r} must start with one of eval.baselines "
-                             f"{list(names)}")
+        if not words or words[0] not in KNOWN:
+            raise ValueError(f"eval.baseline_args: entry {entry!r} must start with a known baseline {list(KNOWN)}")
         name, args = words[0], words[1:]
-        if out[name]:
+        if name in seen:
             raise ValueError(f"eval.baseline_args: two entries for {name!r}")
+        seen.add(name)
         reserved = [a for a in args if a.split("=")[0] in _RESERVED]
         if reserved:
             raise ValueError(f"eval.baseline_args: {name!r} may not set {reserved} (the eval stage passes them)")
-        out[name] = args
+        if name in out:
+            out[name] = args
     return out

@@ -48,8 +48,12 @@ def test_baseline_plan_passes_extra_arguments_and_names_the_bad_field():
         baselines.plan(("sasrek",))
     with pytest.raises(ValueError, match="eval.baselines: a baseline is listed twice"):
         baselines.plan(("random", "random"))
-    with pytest.raises(ValueError, match="eval.baseline_args: entry 'lightgcn --epochs 3' must start with one of"):
-        baselines.plan(("random",), ("lightgcn --epochs 3",))
+    # a known baseline that this run leaves out: its arguments are checked, then unused
+    assert baselines.plan(("random",), ("lightgcn --epochs 3",)) == {"random": []}
+    with pytest.raises(ValueError, match=r"entry 'lightgkn --epochs 3' must start with a known baseline \['random'"):
+        baselines.plan(("random",), ("lightgkn --epochs 3",))
+    with pytest.raises(ValueError, match=r"'lightgcn' may not set \['--out'\]"):
+        baselines.plan(("random",), ("lightgcn --out x",))
     with pytest.raises(ValueError, match="two entries for 'sasrec'"):
         baselines.plan(("sasrec",), ("sasrec --epochs 1", "sasrec --epochs 2"))
     with pytest.raises(ValueError, match=r"may not set \['--split=valid'\]"):
