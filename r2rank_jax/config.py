@@ -83,9 +83,18 @@ class ModelSpec:
 class OptimSpec:
     learning_rate: float = 1e-5
     warmup_steps: int = 0
+    stable_steps: int = 0                # at the peak rate after warmup, before the cosine decay (needs decay_steps)
     decay_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+
+    def __post_init__(self):
+        if min(self.warmup_steps, self.stable_steps, self.decay_steps) < 0:
+            raise ConfigError(f"optim: warmup_steps, stable_steps and decay_steps must be >= 0, got "
+                              f"{self.warmup_steps}, {self.stable_steps}, {self.decay_steps}")
+        if self.stable_steps and not self.decay_steps:
+            raise ConfigError(f"optim.stable_steps={self.stable_steps} needs decay_steps > 0 (warmup, then "
+                              "stable_steps at the peak rate, then the cosine decay)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Optimizers: AdamW with linear warmup, optional cosine decay, and global-norm gradient clipping."""
+"""Optimizers: AdamW with linear warmup, an optional constant stretch and cosine decay, and global-norm
+gradient clipping."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,6 +11,7 @@ import optax
 class OptimConfig:
     learning_rate: float = 1e-5
     warmup_steps: int = 0
+    stable_steps: int = 0         # constant at the peak after warmup, then the decay (warmup-stable-decay); needs decay_steps
     decay_steps: int = 0          # 0: constant after warmup; else cosine decay to `final_lr_ratio` over this many steps
     final_lr_ratio: float = 0.1
     weight_decay: float = 0.0
@@ -18,8 +20,21 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
 
+    def __post_init__(self) -> None:
+        if min(self.warmup_steps, self.stable_steps, self.decay_steps) < 0:
+            raise ValueError("warmup_steps, stable_steps and decay_steps must be >= 0")
+        if self.stable_steps and not self.decay_steps:
+            raise ValueError(f"stable_steps={self.stable_steps} needs decay_steps > 0 (without a decay the rate is "
+                             "constant after warmup anyway)")
+
 
 def learning_rate_schedule(cfg: OptimConfig) -> optax.Schedule:
+    if cfg.stable_steps > 0:
+        start = cfg.warmup_steps + cfg.stable_steps
+        decay = optax.cosine_decay_schedule(cfg.learning_rate, cfg.decay_steps, alpha=cfg.final_lr_ratio)
+        head = (optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps) if cfg.warmup_steps
+                else optax.constant_schedule(cfg.learning_rate))
+        return optax.join_schedules([head, decay], [start])
     if cfg.decay_steps > 0:
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0 if cfg.warmup_steps else cfg.learning_rate, peak_value=cfg.learning_rate,
