@@ -6,7 +6,8 @@ One step = the SFT loss (`train.sft.response_logprobs`: response-token NLL, logi
 its gradient and an AdamW update, jitted, on random tokens `[batch, prompt + response]`, for the demo's
 architecture (`configs/demo.py`: hidden 128, 4 layers, 4 heads, GQA 2, vocabulary ~1030). The two variants
 alternate, `--repeats` times `--iters` steps each, so that a noisy machine moves both alike; the figure to
-compare is the ratio. The first step's loss of both is printed (they must agree). Last line: `sft_step s: scan=<a> unrolled=<b> ratio=<a/b>` (medians).
+compare is the ratio. The first step's loss of both is printed (same initialization: they must agree).
+Last line: `sft_step s: scan=<a> unrolled=<b> ratio=<a/b>` (medians).
 """
 from __future__ import annotations
 
