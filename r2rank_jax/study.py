@@ -28,7 +28,9 @@ stopped (finished stages are skipped, training stages resume from their checkpoi
 unit whose config changed since it started is refused unless ``--rerun_changed`` (its workdir is then
 removed and it runs again). A workdir that holds a study needs ``--resume`` to be continued. SIGTERM
 is passed to the running stage (which checkpoints); the study then stops, and the same command with
-``--resume`` continues.
+``--resume`` continues. ``--import_from W2`` joins the work of another study with the same config (another
+machine, or a second process on a free core; one study process per workdir): each selected unit that W2
+finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
 
 After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one
 table per protocol (main first) of every finished, current method's rows on the same users (NDCG/HR/MRR,
@@ -504,6 +506,35 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
     return True
 
 
+def importable(unit: Unit, theirs: Mapping[str, Any] | None, content: str | None) -> str | None:
+    """Why another study's entry for `unit` cannot stand in for running it here (None: it can): it must have
+    finished, with the config `unit` reads now, on a benchmark with this study's content hash."""
+    if unit.method is None:
+        return "a protocol's prepare is run, not imported"
+    if theirs is None:
+        return "not in that study"
+    if theirs.get("status") != "finished":
+        return "not finished there"
+    if not is_current(unit, theirs):
+        return "finished there with another config"
+    if content is None or theirs.get("content_hash") != content:
+        return "finished there on another benchmark (content hash)"
+    return None
+
+
+def import_unit(unit: Unit, theirs: Mapping[str, Any], source: pathlib.Path, state: StudyState) -> None:
+    """Copies the unit's finished workdir from the study at `source` (links kept as links: `data` points at
+    ../prepare/data, this study's own benchmark) and records its entry, the workdir rewritten."""
+    there = source / unit.protocol / unit.name
+    if unit.run.workdir.exists() or unit.run.workdir.is_symlink():
+        shutil.rmtree(unit.run.workdir)           # an unfinished attempt of this study
+    shutil.copytree(there, unit.run.workdir, symlinks=True)
+    entry = json.loads(json.dumps(theirs))
+    entry.update(workdir=str(unit.run.workdir), imported_from=str(there))
+    state.data["units"][unit.key] = entry
+    state.save()
+
+
 def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], stage: str,
                    started: bool = False) -> tuple[str, list[str]]:
     """(module, arguments) of one stage of `unit`. A classic baseline is called as the eval stage calls it
@@ -582,6 +613,7 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
         content = _content_hash(bench)
         records = _records(root, prep)
         paths, rows_of, costs, stale, extras = {}, {}, {"prepare": _cost(state.unit(prep.key))}, [], {}
+        curves: dict[str, str] = {}
         analyses: dict[str, dict[str, Any]] = {}
         for unit in units:
             if unit.protocol != protocol or unit.method is None:
@@ -604,6 +636,9 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
                 rows_of[row] = unit.name
                 extras[row] = {k: v for k, v in theirs.get(stem, {}).items() if k.removesuffix("_ci") not in recomputed}
             costs[unit.name] = _cost(entry)
+            curve = _write_curves(root, unit)
+            if curve:
+                curves[unit.name] = curve
         if not paths:
             continue
         per_user, ties = evaluate_score_files(paths, records, prep.split)     # same users and candidates, or DataError
@@ -626,8 +661,25 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
             res["stale_methods"] = stale
         if analyses:
             res["analyses"] = analyses
+        if curves:
+            res["curves"] = curves
         out["protocols"][protocol] = res
     return out
+
+
+def _write_curves(root: pathlib.Path, unit: Unit) -> str | None:
+    """A trained unit's curves from its metrics.jsonl, drawn to W/curves/PROTOCOL/METHOD.png: the path relative to
+    W, or None for a run that logged none (a classic baseline)."""
+    from r2rank_jax.report.collect import read_metrics
+    from r2rank_jax.report.plots import curves_png
+
+    png = curves_png(read_metrics(unit.run.workdir / "metrics.jsonl"), f"{unit.protocol}/{unit.name}")
+    if png is None:
+        return None
+    rel = pathlib.Path("curves") / unit.protocol / f"{unit.name}.png"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_bytes(png)
+    return rel.as_posix()
 
 
 def _render_position(result: Mapping[str, Any]) -> str:
@@ -670,6 +722,8 @@ def render(summary: Mapping[str, Any]) -> str:
         for name, per in res.get("analyses", {}).items():
             for stage, result in per.items():
                 out += [_demote(_demote(ANALYSIS_RENDER[stage](result))), ""]
+        if res.get("curves"):
+            out += ["### Training curves", "", *(f"![{name}]({path})" for name, path in res["curves"].items()), ""]
         out += ["### Cost (this machine; all attempts of each stage)", "",
                 "| study method | rows | wall s | CPU s | peak RSS GiB | tokens generated (RL rollouts) |",
                 "|---|---|---:|---:|---:|---:|"]
@@ -710,6 +764,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue the study in --workdir")
     parser.add_argument("--rerun_changed", action="store_true",
                         help="rerun (from scratch) the selected methods whose config changed since they started")
+    parser.add_argument("--import_from", default="",
+                        help="another study's workdir (same config, e.g. run on another machine or core): its finished "
+                             "units with the config they read here, on the same benchmark, are copied in instead of run")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and the commands only")
     parser.add_argument("--analysis_users", type=int, default=ANALYSIS_USERS,
                         help=f"users of R2Rank's run the analyses rescore (default {ANALYSIS_USERS})")
@@ -734,6 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         parser.error(str(e))
     state = StudyState(root)
+    source = pathlib.Path(args.import_from) if args.import_from else None
+    if source is not None and (not (source / "study.json").is_file() or source.resolve() == root.resolve()):
+        parser.error(f"--import_from {source}: no study.json there (or it is --workdir itself)")
+    theirs = StudyState(source) if source is not None else None
     if args.dry_run:
         for unit in units:
             print(_describe(unit, state), flush=True)
@@ -751,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{', '.join(changed_fields(state.unit(u.key)['config'], u.config))})" for u in changed)
         parser.error(f"the config of {len(changed)} method(s) changed since they started:\n{lines}\n"
                      "rerun them from scratch with --rerun_changed, or restore their config")
-    ran, skipped, stopped = [], [], False
+    ran, skipped, imported, stopped = [], [], [], False
     with _lock(root):
         state.data.update(config=args.config, overrides=extra)
         state.save()
@@ -763,6 +824,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# {unit.key}: done, skipped", flush=True)
                     skipped.append(unit.key)
                     continue
+                if theirs is not None and unit.method is not None:
+                    entry = theirs.unit(unit.key)
+                    why = importable(unit, entry, _content_hash(_benchmark(root, unit.protocol)))
+                    if why is None:
+                        import_unit(unit, entry, source, state)
+                        print(f"# {unit.key}: imported from {source}", flush=True)
+                        imported.append(unit.key)
+                        _write_results(root, summarize(root, everything, state))
+                        continue
+                    print(f"# {unit.key}: not imported from {source} ({why})", flush=True)
                 print(f"# {unit.key}: {'continues' if status(unit, state) == 'resume' else 'starts'}", flush=True)
                 if not run_unit(unit, state, root, args.config, extra, children):
                     stopped = True
@@ -776,6 +847,8 @@ def main(argv: list[str] | None = None) -> int:
             _write_results(root, summary)
             print(render(summary), end="")
     last = {"study": str(state.path), "stopped": stopped, "ran": ran, "skipped": skipped}
+    if imported:
+        last["imported"] = imported
     if summary is not None:
         last["results"] = str(root / "results.json")
         last["ndcg@10"] = {p: {m: v["ndcg@10"] for m, v in r["methods"].items()} for p, r in summary["protocols"].items()}

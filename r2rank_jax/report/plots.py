@@ -42,33 +42,63 @@ def series(records: Sequence[Mapping[str, Any]], field: str) -> tuple[list[float
     return xs, ys
 
 
-def curve_uri(xs: Sequence[float], ys: Sequence[float], title: str, ylabel: str) -> str:
-    """A small line plot (markers when few points) as a PNG data URI."""
-    import matplotlib
+def _draw(ax, xs: Sequence[float], ys: Sequence[float], title: str, ylabel: str) -> None:
+    ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.4, color="#3a6ea5")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step", fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
 
-    matplotlib.use("Agg")
+
+def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.2, 2.6), dpi=90)
     try:
-        ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, linewidth=1.4, color="#3a6ea5")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
-    return png_uri(buf.getvalue())
+    return buf.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def curve_uri(xs: Sequence[float], ys: Sequence[float], title: str, ylabel: str) -> str:
+    """A small line plot (markers when few points) as a PNG data URI."""
+    fig, ax = _pyplot().subplots(figsize=(4.2, 2.6), dpi=90)
+    _draw(ax, xs, ys, title, ylabel)
+    return png_uri(_png(fig))
+
+
+def _wanted(metrics: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
+    return list(CURVES) + [(s, "loss", f"{s} loss") for s in metrics if s not in KNOWN_STAGES]
+
+
+def curves_png(metrics: Mapping[str, Sequence[Mapping[str, Any]]], title: str) -> bytes | None:
+    """Every curve of `training_curves`, side by side in one PNG titled `title` (None when none was logged)."""
+    logged = [(t, field, series(metrics.get(stage, ()), field)) for stage, field, t in _wanted(metrics)]
+    logged = [(t, field, xy) for t, field, xy in logged if xy[0]]
+    if not logged:
+        return None
+    fig, axes = _pyplot().subplots(1, len(logged), figsize=(3.4 * len(logged), 2.6), dpi=90, squeeze=False)
+    for ax, (t, field, (xs, ys)) in zip(axes[0], logged):
+        _draw(ax, xs, ys, t, field)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
 
 
 def training_curves(metrics: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, str]]:
     """[(title, data URI)] for every curve of `CURVES` that was logged, then other stages' losses."""
-    wanted = list(CURVES) + [(s, "loss", f"{s} loss") for s in metrics if s not in KNOWN_STAGES]
     out = []
-    for stage, field, title in wanted:
+    for stage, field, title in _wanted(metrics):
         xs, ys = series(metrics.get(stage, ()), field)
         if xs:
             out.append((title, curve_uri(xs, ys, title, field)))

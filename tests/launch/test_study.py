@@ -270,6 +270,44 @@ def test_results_join_every_method_on_the_same_users(resumed):
     md = (workdir / "results.md").read_text()
     assert "## Protocol `uniform`: negatives drawn uniformly" in md and "K = 20 candidates" in md
     assert "the same 6 test users" in md and "| r2rank (ref) |" in md and "### Cost" in md
+    # Training curves of the trained method only (the classic baseline logs none), linked from results.md.
+    assert table["curves"] == {"r2rank": "curves/uniform/r2rank.png"}
+    assert (workdir / "curves" / "uniform" / "r2rank.png").read_bytes().startswith(b"\x89PNG")
+    assert "![r2rank](curves/uniform/r2rank.png)" in md
+
+
+def test_finished_units_of_another_study_are_imported_not_run(resumed, tmp_path):
+    """--import_from: a second study (another machine, another core) joins its finished units: copied in with
+    their scores and cost, nothing launched for them, the same table; only this study's own prepare runs."""
+    source = resumed[0]
+    here = tmp_path / "here"
+    out = _study(here, ONLY, *SMALL, f"--import_from={source}").stdout
+    assert f"# uniform/popularity: imported from {source}" in out and f"# uniform/r2rank: imported from {source}" in out
+    launched = [line for line in out.splitlines() if line.startswith("python -m ")]
+    assert [line.rsplit(" ", 1)[1] for line in launched] == ["prepare"]
+    last = _last_json(out)
+    assert last["imported"] == ["uniform/popularity", "uniform/r2rank"] and last["ran"] == ["uniform/prepare"]
+    ours = json.loads((here / "results.json").read_text())["protocols"]["uniform"]
+    theirs = json.loads((source / "results.json").read_text())["protocols"]["uniform"]
+    assert ours["methods"] == theirs["methods"] and ours["users"] == theirs["users"]
+    assert ours["cost"]["r2rank"] == theirs["cost"]["r2rank"]
+    assert os.readlink(here / "uniform" / "r2rank" / "data") == "../prepare/data"      # this study's benchmark
+    entry = json.loads((here / "study.json").read_text())["units"]["uniform/r2rank"]
+    assert entry["workdir"] == str(here / "uniform" / "r2rank") and entry["status"] == "finished"
+
+    # What is not imported, and why.
+    overrides = [a for a in SMALL if a.startswith("--config.")]
+    plan = lambda *extra: {u.key: u for u in study.plan(DEBUG, overrides + list(extra), here, ["uniform"], ["uniform"],  # noqa: E731
+                                                        ["popularity", "r2rank"])}
+    units, state = plan(), json.loads((source / "study.json").read_text())["units"]
+    theirs, content = state["uniform/r2rank"], state["uniform/r2rank"]["content_hash"]
+    assert study.importable(units["uniform/r2rank"], theirs, content) is None
+    assert study.importable(units["uniform/r2rank"], None, content) == "not in that study"
+    assert study.importable(units["uniform/r2rank"], {**theirs, "status": "running"}, content) == "not finished there"
+    assert "another benchmark" in study.importable(units["uniform/r2rank"], theirs, "f" * 64)
+    assert study.importable(plan("--config.rl.steps=31")["uniform/r2rank"], theirs, content) == \
+        "finished there with another config"
+    assert "prepare" in study.importable(units["uniform/prepare"], state["uniform/prepare"], content)
 
 
 def test_finished_study_is_skipped_and_a_changed_config_refused(resumed, tmp_path, capsys):
