@@ -526,7 +526,7 @@ def import_unit(unit: Unit, theirs: Mapping[str, Any], source: pathlib.Path, sta
     """Copies the unit's finished workdir from the study at `source` (links kept as links: `data` points at
     ../prepare/data, this study's own benchmark) and records its entry, the workdir rewritten."""
     there = source / unit.protocol / unit.name
-    if unit.run.workdir.exists() or unit.run.workdir.is_symlink():
+    if unit.run.workdir.exists():
         shutil.rmtree(unit.run.workdir)           # an unfinished attempt of this study
     shutil.copytree(there, unit.run.workdir, symlinks=True)
     entry = json.loads(json.dumps(theirs))
@@ -594,7 +594,8 @@ def _cost(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> dict[str, Any]:
-    """One results table per protocol from every finished unit whose config is current (module docstring)."""
+    """One results table per protocol from every finished unit whose config is current (module docstring); draws
+    each trained unit's curves into W/curves on the way."""
     from r2rank_jax.eval.evaluate import evaluate_score_files
     from r2rank_jax.eval.per_user import METRICS
     from r2rank_jax.eval.report import build_results
