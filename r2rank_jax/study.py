@@ -131,6 +131,23 @@ ANALYSES: dict[str, tuple[str, ...]] = {
     "history_order": ("--methods", "r2rank,zero_shot_listwise", "--shuffles", "3", "--seed", "0"),
 }
 ANALYSIS_USERS = 50
+# The paper's orderings, tested on every protocol's table whichever way they fall (eval/orderings.py): better row,
+# worse row, claim. "LLM+MLP" is the paper's RL-only setting (base model and head trained by RL).
+PAPER_ORDERINGS: tuple[tuple[str, str, str], ...] = (
+    ("r2rank", "zero_shot_pointwise", "R2Rank > zero-shot pointwise (Table 2)"),
+    ("r2rank", "zero_shot_listwise", "R2Rank > zero-shot listwise (Table 2)"),
+    ("r2rank", "tallrec", "R2Rank > TALLRec (Table 2)"),
+    ("r2rank", "prompt4nr", "R2Rank > Prompt4NR (Table 2)"),
+    ("r2rank", "r2ec", "R2Rank > R²ec (Table 2)"),
+    ("r2rank", "r2rec", "R2Rank > R2Rec (Table 2)"),
+    ("r2rank", "sasrec", "R2Rank > SASRec (Table 2; the study's goal)"),
+    ("r2rank", "bert4rec", "R2Rank > BERT4Rec (Table 2)"),
+    ("r2rank", "lightgcn", "R2Rank > LightGCN (Table 2)"),
+    ("r2rank", "sft_only", "SFT&RL > SFT-only (RL adds to the warm start)"),
+    ("r2rank", "rl_only", "SFT&RL > RL-only (Table 3)"),
+    ("rl_only", "mlp_only", "LLM+MLP (RL-only) > MLP-only (Table 3)"),
+    ("r2rank", "no_cot", "with CoT > without CoT (Table 5)"),
+)
 PREPARE = "prepare"
 PREPARE_READS = ("name", "tokenizer", "data")
 
@@ -596,6 +613,7 @@ def _cost(entry: Mapping[str, Any]) -> dict[str, Any]:
 def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> dict[str, Any]:
     """One results table per protocol from every finished unit whose config is current (module docstring); draws
     each trained unit's curves into W/curves on the way."""
+    from r2rank_jax.eval import orderings
     from r2rank_jax.eval.evaluate import evaluate_score_files
     from r2rank_jax.eval.per_user import METRICS
     from r2rank_jax.eval.report import build_results
@@ -656,6 +674,9 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
                            "description": PROTOCOLS[protocol]["description"], "options": manifest["options"],
                            "counts": manifest.get("counts"), "source": manifest.get("source"),
                            "decoding": "greedy at evaluation"}
+        res["orderings"] = orderings.check_orderings(per_user, [orderings.Ordering(*o) for o in PAPER_ORDERINGS])
+        position = analyses.get("analyses", {}).get("position")
+        res["orderings"].append(orderings.position_claim(position, REFERENCE, "zero_shot_listwise"))
         res["users"] = [r.user_id for r in records]
         res["cost"] = costs
         if stale:
@@ -703,6 +724,7 @@ def _demote(markdown: str) -> str:
 
 
 def render(summary: Mapping[str, Any]) -> str:
+    from r2rank_jax.eval import orderings
     from r2rank_jax.eval.report import render_markdown
 
     out = ["# The reproducibility study", ""]
@@ -717,6 +739,8 @@ def render(summary: Mapping[str, Any]) -> str:
                 f"(1 positive, {o['num_candidates'] - 1} negatives, {o['negatives']}, seed {o['seed']}), the same "
                 f"{res['num_users']} {res['benchmark']['split']} users and candidate lists for every method, "
                 f"{p['decoding']}.", "", _demote(render_markdown(res)), ""]
+        if res.get("orderings"):
+            out += [_demote(orderings.render_markdown(res["orderings"])), ""]
         if res.get("stale_methods"):
             out += [f"Left out (finished with a config that has changed since; rerun with --rerun_changed): "
                     f"{', '.join(res['stale_methods'])}.", ""]

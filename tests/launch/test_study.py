@@ -18,6 +18,7 @@ import pytest
 from r2rank_jax import runner, study
 from r2rank_jax.data.benchmark import load_split
 from r2rank_jax.eval.score_files import read_score_file
+from r2rank_jax.eval.significance import wilcoxon_p
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DEBUG = str(ROOT / "configs" / "debug_cpu.py")
@@ -274,6 +275,16 @@ def test_results_join_every_method_on_the_same_users(resumed):
     assert table["curves"] == {"r2rank": "curves/uniform/r2rank.png"}
     assert (workdir / "curves" / "uniform" / "r2rank.png").read_bytes().startswith(b"\x89PNG")
     assert "![r2rank](curves/uniform/r2rank.png)" in md
+    # The paper's orderings: the one whose rows are both here is tested, the others wait for their rows.
+    claims = {o["claim"]: o for o in table["orderings"]}
+    rl_gain = claims["SFT&RL > SFT-only (RL adds to the warm start)"]
+    assert rl_gain["p_value"] == pytest.approx(wilcoxon_p(*(
+        [json.loads(line)["ndcg@10"] for line in (workdir / "uniform" / f"{files[row]}.jsonl").read_text().splitlines()]
+        for row in ("r2rank", "sft_only"))))
+    assert rl_gain["verdict"] in {"holds", "reversed", "not significant"}
+    assert claims["R2Rank > TALLRec (Table 2)"]["verdict"] == "pending"
+    assert claims["r2rank's scores unchanged when the positive moves; zero_shot_listwise's change"]["verdict"] == "pending"
+    assert "### The paper's orderings" in md and "| SFT&RL > SFT-only (RL adds to the warm start) | r2rank " in md
 
 
 def test_finished_units_of_another_study_are_imported_not_run(resumed, tmp_path):
@@ -356,5 +367,10 @@ def test_analyses_of_r2rank_join_the_results(resumed, tmp_path, capsys):
     assert (workdir / "uniform" / "analyses" / "position.png").is_file()
     md = (workdir / "results.md").read_text()
     assert "### Candidate position sensitivity (3 users)" in md and "| analyses | – |" in md
+    claim = table["orderings"][-1]
+    assert claim["max_abs_change"] == position["methods"]["r2rank"]["max_abs_change_overall"]
+    listwise_moved = not position["methods"]["zero_shot_listwise"]["invariant"]
+    assert claim["verdict"] == ("holds" if listwise_moved else "untestable")
+    assert "Position claim (r2rank's scores unchanged" in md
     rc, _, err = _in_process(capsys, workdir, "--only=analyses", "--analysis_users=4", *SMALL, "--resume")
     assert rc == 2 and "uniform/analyses: config" in err and "changed: users" in err
