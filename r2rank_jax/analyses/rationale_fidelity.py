@@ -18,6 +18,9 @@ the benchmark's titles and train popularity, and compares the two field by field
   field into the candidate's platforms (read from its title) and the "n/N" count over the history;
 - `first_line`: all four at once; `match`: the same match number; `decision`: the same answer as the
   teacher's rule; `decision_correct`: Recommend for the positive, Not Recommend for a negative;
+- `constant_agreement`: the base rate of each field, the share a model that always wrote the teacher's most
+  common text for it would get (most pairs share no series and no words with the history, so high
+  agreement there is cheap);
 - `ndcg@10` of three rankings of the recorded users' candidates: by the teacher's match score (what the
   rationales would say if every one were right), by the match number the model wrote (unparsed: lowest),
   and by the method's own scores (its score file), ties at their expected value.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,6 +91,7 @@ def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], inde
     """The checks and rankings of the module docstring for one method's logged rationales."""
     by_user = {r.user_id: r for r in records}
     hits = {c: 0 for c in CHECKS}
+    wanted: dict[str, Counter] = {f: Counter() for f in (*FIELDS, "platform_name", "platform_count", "match", "answer")}
     parsed = total = 0
     teacher_rows, written_rows, own_rows, positives = [], [], [], []
     for entry in logged:
@@ -102,6 +107,8 @@ def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], inde
             decision = RECOMMEND if score >= THRESHOLD else NOT_RECOMMEND
             want, got = fields(rationale(e, score, THRESHOLD, decision)), fields(text)
             total += 1
+            for f, counts in wanted.items():
+                counts[want[f]] += 1
             parsed += all(got[f] is not None for f in (*FIELDS, "match", "answer"))
             for f in (*FIELDS, "platform_name", "platform_count"):
                 hits[f] += got[f] == want[f]
@@ -120,6 +127,9 @@ def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], inde
     out: dict[str, Any] = {
         "users": len(logged), "rationales": total, "parsed": parsed / total if total else None,
         "agreement": {c: hits[c] / total if total else None for c in CHECKS},
+        # what writing the teacher's most common text for each field would agree (the base rate to beat)
+        "constant_agreement": {f: max(wanted[f].values()) / total if total else None
+                               for f in ("platform_name", "platform_count", *FIELDS, "match")},
         "ndcg@10": {"teacher_rule": _ndcg(teacher_rows, positives),
                     "written_match": _ndcg(written_rows, positives)},
     }
@@ -138,6 +148,13 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     for name, m in methods.items():
         lines.append(f"| {name} | {m['users']} × {m['rationales'] // max(m['users'], 1)} | {common.fmt(m['parsed'], 3)} | "
                      + " | ".join(common.fmt(m["agreement"][c], 3) for c in CHECKS) + " |")
+    lines += ["", "The base rate: a model that always wrote the teacher's most common text for a field would agree on "
+              "this share of the same pairs.", "",
+              "| method | " + " | ".join(methods[next(iter(methods))]["constant_agreement"]) + " |",
+              "|---|" + "---:|" * len(methods[next(iter(methods))]["constant_agreement"])] if methods else []
+    for name, m in methods.items():
+        lines.append(f"| {name} (constant) | " + " | ".join(common.fmt(v, 3) for v in m["constant_agreement"].values())
+                     + " |")
     lines += ["", "NDCG@10 on the same users: ranked by the teacher's match score (every rationale right), by the "
               "match number the model wrote, and by the method's own scores.", "",
               "| method | teacher's rule | written match | own scores |", "|---|---:|---:|---:|"]

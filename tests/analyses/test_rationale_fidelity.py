@@ -53,6 +53,10 @@ def test_agreement_shares_and_rankings_on_constructed_rationales():
     assert got["agreement"] == {"platform_name": two, "platform_count": third, "platform": third, "series": two,
                                 "words": two, "popularity": two, "first_line": third, "match": two, "decision": two,
                                 "decision_correct": two}
+    # Base rates: the teacher writes three different platforms (unknown, Wii U, GBA), "0/2" twice, and the series
+    # only for Halo Reach.
+    constant = got["constant_agreement"]
+    assert constant["platform_name"] == third and constant["platform_count"] == two and constant["series"] == two
     # The positive (4) is first by the rule and by the written match (7's is lowest, unparsed); the own scores put
     # it third: NDCG@10 = 1 / log2(4).
     assert got["ndcg@10"] == {"teacher_rule": 1.0, "written_match": 1.0, "own_scores": pytest.approx(0.5)}
