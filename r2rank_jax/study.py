@@ -674,6 +674,9 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
                            "description": PROTOCOLS[protocol]["description"], "options": manifest["options"],
                            "counts": manifest.get("counts"), "source": manifest.get("source"),
                            "decoding": "greedy at evaluation"}
+        ours = next((u for u in units if u.protocol == protocol and u.name == REFERENCE and u.name in rows_of.values()), None)
+        if ours is not None:
+            res["protocol"]["rationale_max_new_tokens"] = ours.config["config"]["eval"]["max_new_tokens"]
         res["orderings"] = orderings.check_orderings(per_user, [orderings.Ordering(*o) for o in PAPER_ORDERINGS])
         position = analyses.get("analyses", {}).get("position")
         res["orderings"].append(orderings.position_claim(position, REFERENCE, "zero_shot_listwise"))
@@ -738,7 +741,9 @@ def render(summary: Mapping[str, Any]) -> str:
                 f"{split} of `{p['source']}` (history ≤ {o['history_len']} items), K = {o['num_candidates']} candidates "
                 f"(1 positive, {o['num_candidates'] - 1} negatives, {o['negatives']}, seed {o['seed']}), the same "
                 f"{res['num_users']} {res['benchmark']['split']} users and candidate lists for every method, "
-                f"{p['decoding']}.", "", _demote(render_markdown(res)), ""]
+                f"{p['decoding']}"
+                + (f", R2Rank's rationales ≤ {p['rationale_max_new_tokens']} new tokens (every method's cap: docs/study.md, "
+                   "Protocol)" if "rationale_max_new_tokens" in p else "") + ".", "", _demote(render_markdown(res)), ""]
         if res.get("orderings"):
             out += [_demote(orderings.render_markdown(res["orderings"])), ""]
         if res.get("stale_methods"):

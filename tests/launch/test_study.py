@@ -271,6 +271,8 @@ def test_results_join_every_method_on_the_same_users(resumed):
     md = (workdir / "results.md").read_text()
     assert "## Protocol `uniform`: negatives drawn uniformly" in md and "K = 20 candidates" in md
     assert "the same 6 test users" in md and "| r2rank (ref) |" in md and "### Cost" in md
+    max_new = json.loads((workdir / "uniform" / "r2rank" / "config.json").read_text())["eval"]["max_new_tokens"]
+    assert table["protocol"]["rationale_max_new_tokens"] == max_new and f"R2Rank's rationales ≤ {max_new} new tokens" in md
     # Training curves of the trained method only (the classic baseline logs none), linked from results.md.
     assert table["curves"] == {"r2rank": "curves/uniform/r2rank.png"}
     assert (workdir / "curves" / "uniform" / "r2rank.png").read_bytes().startswith(b"\x89PNG")
