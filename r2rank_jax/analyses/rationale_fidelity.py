@@ -42,6 +42,7 @@ import numpy as np
 
 from r2rank_jax.analyses import common
 from r2rank_jax.data.benchmark import Record, load_items, load_split
+from r2rank_jax.data.errors import DataError
 from r2rank_jax.data.prompt_text import NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.eval.per_user import per_user_metrics
 from r2rank_jax.eval.rationale_log import SUFFIX
@@ -97,9 +98,9 @@ def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], inde
     for entry in logged:
         record = by_user.get(str(entry["user_id"]))
         if record is None:
-            raise MissingInputError(f"rationale log: user {entry['user_id']!r} is not in the evaluated split")
+            raise DataError(f"rationale log: user {entry['user_id']!r} is not in the evaluated split")
         if list(entry["candidates"]) != list(record.candidates):
-            raise MissingInputError(f"rationale log: user {record.user_id!r}'s candidates differ from the benchmark's")
+            raise DataError(f"rationale log: user {record.user_id!r}'s candidates differ from the benchmark's")
         teacher_row, written_row = [], []
         for candidate, text in zip(record.candidates, entry["rationales"]):
             e = index.evidence(record, record.history, candidate)

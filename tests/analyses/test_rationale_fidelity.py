@@ -64,7 +64,7 @@ def test_agreement_shares_and_rankings_on_constructed_rationales():
 
 def test_a_user_outside_the_split_is_a_clear_error():
     index = EvidenceIndex.from_split(TITLES, TRAIN)
-    with pytest.raises(fidelity.MissingInputError, match="user 'x' is not in the evaluated split"):
+    with pytest.raises(fidelity.DataError, match="user 'x' is not in the evaluated split"):
         fidelity.compare([TEST], [{"user_id": "x", "candidates": [], "rationales": []}], index)
 
 
