@@ -88,19 +88,20 @@ def _ndcg(scores: Sequence[Sequence[float]], positives: Sequence[int]) -> float:
 
 
 def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], index: EvidenceIndex,
-            own_scores: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
-    """The checks and rankings of the module docstring for one method's logged rationales."""
+            own_scores: Mapping[str, Sequence[float]] | None = None, source: str = "rationale log") -> dict[str, Any]:
+    """The checks and rankings of the module docstring for one method's logged rationales (`logged[i]` is line
+    i + 1 of the file `source`)."""
     by_user = {r.user_id: r for r in records}
     hits = {c: 0 for c in CHECKS}
     wanted: dict[str, Counter] = {f: Counter() for f in (*FIELDS, "platform_name", "platform_count", "match", "answer")}
     parsed = total = 0
     teacher_rows, written_rows, own_rows, positives = [], [], [], []
-    for entry in logged:
+    for line, entry in enumerate(logged, 1):
         record = by_user.get(str(entry["user_id"]))
         if record is None:
-            raise DataError(f"rationale log: user {entry['user_id']!r} is not in the evaluated split")
+            raise DataError(source, line, f"user {entry['user_id']!r} is not in the evaluated split")
         if list(entry["candidates"]) != list(record.candidates):
-            raise DataError(f"rationale log: user {record.user_id!r}'s candidates differ from the benchmark's")
+            raise DataError(source, line, f"user {record.user_id!r}'s candidates differ from the benchmark's")
         teacher_row, written_row = [], []
         for candidate, text in zip(record.candidates, entry["rationales"]):
             e = index.evidence(record, record.history, candidate)
@@ -185,7 +186,16 @@ def _read_log(path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise MissingInputError(f"{path} is missing: run the eval stage of this workdir first (it logs the "
                                 "rationales of a sample of users)")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for line, text in enumerate(path.read_text(encoding="utf-8").rstrip("\n").split("\n"), 1):
+        try:
+            entry = json.loads(text)
+            if not isinstance(entry, dict) or not {"user_id", "candidates", "rationales"} <= entry.keys():
+                raise ValueError("needs user_id, candidates and rationales")
+        except ValueError as e:
+            raise DataError(path, line, f"not a rationale-log line ({e})") from None
+        out.append(entry)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if (scores_dir / f"{name}.jsonl").is_file():
             f = read_score_file(scores_dir / f"{name}.jsonl")
             own = {u: s for u, s in zip(f.user_ids, f.scores)}
-        summary["methods"][name] = compare(records, logged, index, own)
+        summary["methods"][name] = compare(records, logged, index, own, source=str(scores_dir / f"{name}{SUFFIX}"))
     common.write_outputs(common.output_dir(args), "rationale_fidelity", summary, render_markdown(summary), plot(summary))
     return 0
 

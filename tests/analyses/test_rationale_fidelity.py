@@ -64,8 +64,12 @@ def test_agreement_shares_and_rankings_on_constructed_rationales():
 
 def test_a_user_outside_the_split_is_a_clear_error():
     index = EvidenceIndex.from_split(TITLES, TRAIN)
-    with pytest.raises(fidelity.DataError, match="user 'x' is not in the evaluated split"):
-        fidelity.compare([TEST], [{"user_id": "x", "candidates": [], "rationales": []}], index)
+    logged = [*_logged(index), {"user_id": "x", "candidates": [], "rationales": []}]
+    with pytest.raises(fidelity.DataError, match="^log.jsonl:2: user 'x' is not in the evaluated split"):
+        fidelity.compare([TEST], logged, index, source="log.jsonl")
+    logged[1] = {"user_id": "t", "candidates": ["5", "4", "7"], "rationales": []}
+    with pytest.raises(fidelity.DataError, match="^log.jsonl:2: user 't'.s candidates differ from the benchmark's"):
+        fidelity.compare([TEST], logged, index, source="log.jsonl")
 
 
 def test_the_command_writes_its_tables(tmp_path):
@@ -85,5 +89,9 @@ def test_the_command_writes_its_tables(tmp_path):
     assert "own_scores" not in out["methods"]["r2rank"]["ndcg@10"]          # no score file in this workdir
     md = (tmp_path / "run" / "analyses" / "rationale_fidelity.md").read_text()
     assert "| r2rank | 1 × 3 | 0.667 |" in md
+    (scores / "sft_only.rationales.jsonl").write_text('{"user_id": "t", "candidates": ["4", "5", "7"]}\n')
+    with pytest.raises(fidelity.DataError, match=r"sft_only.rationales.jsonl:1: not a rationale-log line \(needs"):
+        fidelity.main(["--workdir", str(tmp_path / "run"), "--methods", "sft_only"])
+    (scores / "sft_only.rationales.jsonl").unlink()
     with pytest.raises(fidelity.MissingInputError, match="sft_only.rationales.jsonl is missing"):
         fidelity.main(["--workdir", str(tmp_path / "run"), "--methods", "sft_only"])
