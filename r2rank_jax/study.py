@@ -15,7 +15,7 @@ Methods (`METHODS`, in this order): the classic baselines (``python -m r2rank_ja
 prepared benchmark, cut to the evaluated users), ``zero_shot`` (pointwise and listwise), TALLRec,
 Prompt4NR, R²ec, R2Rec, ``r2rank`` (SFT+RL; its SFT checkpoint is the SFT-only row), and the ablations
 ``rl_only``, ``mlp_only`` and ``no_cot`` (`r2rank_jax.ablations`; ``no_cot`` starts from a copy of
-r2rank's teacher/ and sft/), then ``analyses`` (``python -m r2rank_jax.analyses.{position,history_order}``
+r2rank's teacher/ and sft/), then ``analyses`` (``python -m r2rank_jax.analyses.{position,history_order,rationale_fidelity}``
 on r2rank's run, written to ``W/PROTOCOL/analyses``). A launcher method runs each of its stages as its own
 ``python -m r2rank_jax.launch ... STAGE`` process (`r2rank_jax.runner`); only the zero-shot run scores the
 listwise baseline (``eval.listwise=false`` elsewhere), and each run scores only its own rows.
@@ -36,7 +36,9 @@ After every finished unit and at the end: ``W/results.json`` and ``W/results.md`
 table per protocol (main first) of every finished, current method's rows on the same users (NDCG/HR/MRR,
 95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
 the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
-listwise baseline, on its first ``--analysis_users`` users; `ANALYSES`) and each method's cost.
+listwise baseline, on its first ``--analysis_users`` users; and how faithfully its logged rationales restate
+the grounded teacher's evidence; `ANALYSES`), each of the paper's orderings tested (`PAPER_ORDERINGS`), and
+each method's cost.
 The last stdout line is one JSON object: ``{"study": W/study.json, "results": ..., "stopped": ...}``.
 """
 from __future__ import annotations
@@ -121,7 +123,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _ablation("rl_only"),
     _ablation("mlp_only"),
     _ablation("no_cot", starts_from="r2rank", stages=("rl", "eval")),
-    Method("analyses", {}, analyses_of="r2rank", stages=("position", "history_order")),
+    Method("analyses", {}, analyses_of="r2rank", stages=("position", "history_order", "rationale_fidelity")),
 )}
 # The analyses of R2Rank's run (issue item 6), on its first `--analysis_users` evaluated users: every candidate's
 # score with the positive moved to positions 1/10/20, and NDCG@10 over shuffled histories; for R2Rank and the
@@ -129,6 +131,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 ANALYSES: dict[str, tuple[str, ...]] = {
     "position": ("--methods", "r2rank,zero_shot_listwise", "--positions", "1,10,20"),
     "history_order": ("--methods", "r2rank,zero_shot_listwise", "--shuffles", "3", "--seed", "0"),
+    # the eval stage's logged rationales (32 users) against the grounded teacher's text; no model is run
+    "rationale_fidelity": ("--methods", "r2rank,sft_only"),
 }
 ANALYSIS_USERS = 50
 # The paper's orderings, tested on every protocol's table whichever way they fall (eval/orderings.py): better row,
@@ -719,7 +723,14 @@ def _render_history_order(result: Mapping[str, Any]) -> str:
     return render_markdown(dict(result))
 
 
-ANALYSIS_RENDER = {"position": _render_position, "history_order": _render_history_order}
+def _render_rationale_fidelity(result: Mapping[str, Any]) -> str:
+    from r2rank_jax.analyses.rationale_fidelity import render_markdown
+
+    return render_markdown(dict(result))
+
+
+ANALYSIS_RENDER = {"position": _render_position, "history_order": _render_history_order,
+                   "rationale_fidelity": _render_rationale_fidelity}
 
 
 def _demote(markdown: str) -> str:

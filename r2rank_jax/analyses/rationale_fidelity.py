@@ -2,6 +2,8 @@
 
     python -m r2rank_jax.analyses.rationale_fidelity --workdir RUN [--methods r2rank,sft_only] [--out DIR]
 
+(The study runner runs it in its `analyses` unit, on R2Rank's run.)
+
 The eval stage keeps the greedy rationales of a seeded sample of its users (`eval.rationale_log`,
 `RUN/eval/scores/METHOD.rationales.jsonl`, 32 users x K candidates). For each of them this rebuilds what
 the grounded teacher (`teacher.grounded`, the study's teacher) would have written for the same pair, from
@@ -27,7 +29,8 @@ the benchmark's titles and train popularity, and compares the two field by field
 
 The history is the record's (the prompt budget may show fewer items; with the study's `data.history_len=10`
 and 384 prompt tokens that cut is rare, as in `analyses.grounded_fit`). Only meaningful for a run whose
-teacher is the grounded one: the texts are compared with that teacher's format.
+teacher is the grounded one: the texts are compared with that teacher's format; for a run with another
+teacher (`teacher.kind`) the command writes a summary that says it was skipped, and why.
 """
 from __future__ import annotations
 
@@ -141,6 +144,8 @@ def compare(records: Sequence[Record], logged: Sequence[Mapping[str, Any]], inde
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
+    if summary.get("skipped"):
+        return f"# Rationale fidelity to the grounded teacher\n\nSkipped: {summary['skipped']}.\n"
     methods = summary["methods"]
     lines = [f"# Rationale fidelity to the grounded teacher ({summary['split']} split)", "",
              "Each logged greedy rationale against the text the grounded teacher writes for the same pair: the share "
@@ -170,6 +175,10 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
 def plot(summary: Mapping[str, Any]):
     fig, axes = common.figure(width=6.5)
     ax = axes[0][0]
+    if summary.get("skipped"):
+        ax.text(0.5, 0.5, "skipped", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
     names = list(summary["methods"])
     width = 0.8 / max(len(names), 1)
     for i, name in enumerate(names):
@@ -201,9 +210,19 @@ def _read_log(path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = common.parser("rationale_fidelity", __doc__)
     p.add_argument("--methods", default="r2rank,sft_only", help="comma-separated methods whose rationales to check")
+    p.add_argument("--max-users", type=int, default=None,
+                   help="accepted for the study runner's analyses; not used: the checked users are those the eval "
+                        "stage logged")
     args = p.parse_args(argv)
     wd = Workdir(args.workdir)
     cfg = common.load_config(wd)
+    if cfg.teacher.kind != "grounded":
+        summary = {"analysis": "rationale_fidelity", "split": cfg.eval.split, "teacher": cfg.teacher.kind,
+                   "skipped": f"the run's teacher is {cfg.teacher.kind!r}; the check compares with the grounded "
+                              "teacher's text", "methods": {}}
+        common.write_outputs(common.output_dir(args), "rationale_fidelity", summary, render_markdown(summary),
+                             plot(summary))
+        return 0
     benchmark = wd.require(wd.benchmark, "the benchmark", "prepare")
     records = load_split(benchmark, cfg.eval.split)
     index = EvidenceIndex.from_split(load_titles(load_items(benchmark)), load_split(benchmark, "train"))

@@ -1,5 +1,6 @@
 """Rationale fidelity: logged rationales against the grounded teacher's text for the same pair, on constructed
 titles with hand-counted agreement shares and NDCG values, and the command on a minimal workdir."""
+import dataclasses
 import json
 
 import pytest
@@ -79,7 +80,9 @@ def test_the_command_writes_its_tables(tmp_path):
     write_jsonl(bench / "train.jsonl", [r.to_json() for r in TRAIN])
     for split in ("valid", "test"):
         write_jsonl(bench / f"{split}.jsonl", [TEST.to_json()])
-    (tmp_path / "run" / "config.json").write_text(json.dumps(to_dict(ExperimentConfig())))
+    cfg = ExperimentConfig()
+    grounded = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, kind="grounded"))
+    (tmp_path / "run" / "config.json").write_text(json.dumps(to_dict(grounded)))
     scores = tmp_path / "run" / "eval" / "scores"
     scores.mkdir(parents=True)
     write_jsonl(scores / "r2rank.rationales.jsonl", _logged(EvidenceIndex.from_split(TITLES, TRAIN)))
@@ -95,3 +98,10 @@ def test_the_command_writes_its_tables(tmp_path):
     (scores / "sft_only.rationales.jsonl").unlink()
     with pytest.raises(fidelity.MissingInputError, match="sft_only.rationales.jsonl is missing"):
         fidelity.main(["--workdir", str(tmp_path / "run"), "--methods", "sft_only"])
+    # Another teacher's rationales are not compared with the grounded teacher's text: skipped, and said so.
+    scripted = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, kind="scripted"))
+    (tmp_path / "run" / "config.json").write_text(json.dumps(to_dict(scripted)))
+    assert fidelity.main(["--workdir", str(tmp_path / "run"), "--max-users", "3"]) == 0
+    out = json.loads((tmp_path / "run" / "analyses" / "rationale_fidelity.json").read_text())
+    assert out["methods"] == {} and "teacher is 'scripted'" in out["skipped"]
+    assert "Skipped: the run's teacher is 'scripted'" in (tmp_path / "run" / "analyses" / "rationale_fidelity.md").read_text()

@@ -359,7 +359,8 @@ def test_analyses_of_r2rank_join_the_results(resumed, tmp_path, capsys):
     assert rc == 0 and "# analyses reads r2rank's run: r2rank added" in out
     assert _last_json(out)["ran"] == ["uniform/analyses"] and "uniform/r2rank" in _last_json(out)["skipped"]
     launched = [line for line in out.splitlines() if line.startswith("python -m ")]
-    assert [line.split()[2] for line in launched] == ["r2rank_jax.analyses.position", "r2rank_jax.analyses.history_order"]
+    assert [line.split()[2] for line in launched] == ["r2rank_jax.analyses.position", "r2rank_jax.analyses.history_order",
+                                                      "r2rank_jax.analyses.rationale_fidelity"]
     table = json.loads((workdir / "results.json").read_text())["protocols"]["uniform"]
     position = table["analyses"]["analyses"]["position"]
     assert position["num_users"] == 3 and position["positions"] == [1, 10, 20]
@@ -374,5 +375,8 @@ def test_analyses_of_r2rank_join_the_results(resumed, tmp_path, capsys):
     listwise_moved = not position["methods"]["zero_shot_listwise"]["invariant"]
     assert claim["verdict"] == ("holds" if listwise_moved else "untestable")
     assert "Position claim (r2rank's scores unchanged" in md
+    # The debug run's teacher is the scripted one: the fidelity check says it was skipped, and why.
+    assert "scripted" in table["analyses"]["analyses"]["rationale_fidelity"]["skipped"]
+    assert "Skipped: the run's teacher is 'scripted'" in md
     rc, _, err = _in_process(capsys, workdir, "--only=analyses", "--analysis_users=4", *SMALL, "--resume")
     assert rc == 2 and "uniform/analyses: config" in err and "changed: users" in err
