@@ -33,7 +33,7 @@ machine, or a second process on a free core; one study process per workdir): eac
 finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
 
 After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one
-table per protocol (main first) of every finished, current method's rows on the same users (NDCG/HR/MRR,
+table per protocol (those named, main first, then every other one the study has prepared) of every finished, current method's rows on the same users (NDCG/HR/MRR,
 95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
 the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
 listwise baseline, on its first ``--analysis_users`` users; and how faithfully its logged rationales restate
@@ -292,6 +292,13 @@ def plan(config_path: str, extra: Sequence[str], workdir: str | pathlib.Path, pr
             units.append(Unit(protocol, m, run, reads, config_hash(reads), mcfg.eval.split, mcfg.eval.max_users,
                               mcfg.seed))
     return units
+
+
+def summarized_protocols(named: Sequence[str], state: StudyState) -> list[str]:
+    """The protocols results.* cover: those named, then every other one whose prepare the study has recorded,
+    so a run on one protocol does not drop another's finished table."""
+    recorded = [p for p in PROTOCOLS if p not in named and state.unit(f"{p}/{PREPARE}") is not None]
+    return [*named, *recorded]
 
 
 def with_dependencies(names: Sequence[str]) -> list[str]:
@@ -826,12 +833,13 @@ def main(argv: list[str] | None = None) -> int:
                      f"--protocols {protocols}")
     if args.analysis_users < 1:
         parser.error(f"--analysis_users must be >= 1, got {args.analysis_users}")
+    state = StudyState(root)
     try:
         units = plan(args.config, extra, root, protocols, trained, only, args.analysis_users)
-        everything = plan(args.config, extra, root, protocols, list(PROTOCOLS), None, args.analysis_users)
+        everything = plan(args.config, extra, root, summarized_protocols(protocols, state), list(PROTOCOLS), None,
+                          args.analysis_users)
     except ValueError as e:
         parser.error(str(e))
-    state = StudyState(root)
     source = pathlib.Path(args.import_from) if args.import_from else None
     if source is not None and (not (source / "study.json").is_file() or source.resolve() == root.resolve()):
         parser.error(f"--import_from {source}: no study.json there (or it is --workdir itself)")

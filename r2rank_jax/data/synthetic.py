@@ -207,11 +207,12 @@ def build_benchmark(
     *,
     history_len: int = 20,
     num_candidates: int = 20,
+    negatives: str = "uniform",
     overwrite: bool = False,
     verbose: bool = False,
 ) -> dict[str, Any]:
-    """Generates the world into ``out/recbole`` and prepares ``out/benchmark`` (split ``user``, uniform
-    negatives, prepare seed = world seed); returns the benchmark manifest. Its ``source`` names
+    """Generates the world into ``out/recbole`` and prepares ``out/benchmark`` (split ``user``, ``negatives``
+    uniform or popularity-weighted, prepare seed = world seed); returns the benchmark manifest. Its ``source`` names
     ``out``, so only runs into the same ``out`` give byte-identical manifests (the JSONL files and
     atomic files are identical anywhere)."""
     if config.num_items < config.max_length + num_candidates - 1:
@@ -224,7 +225,7 @@ def build_benchmark(
             shutil.rmtree(out / sub, ignore_errors=True)
     prefix = write_recbole(generate_world(config), out / "recbole")
     return prepare(f"recbole:{prefix}", str(out / "benchmark"), seed=config.seed, history_len=history_len,
-                   num_candidates=num_candidates, verbose=verbose)
+                   num_candidates=num_candidates, negatives=negatives, verbose=verbose)
 
 
 def load_item_attributes(benchmark_dir: str | os.PathLike[str]) -> dict[str, dict[str, str]]:

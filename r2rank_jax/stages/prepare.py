@@ -11,18 +11,19 @@ from r2rank_jax.run.context import RunContext
 
 def plan(cfg: ExperimentConfig) -> dict[str, Any]:
     """What `prepare` builds from `cfg`: the synthetic world or the prepare() arguments, and whether it trains
-    the world's tokenizer. The synthetic world has one protocol (user split, uniform negatives): asking it
-    for another is an error rather than silently ignored."""
+    the world's tokenizer. The synthetic world has a user split only (uniform or popularity negatives): asking
+    it for another split is an error rather than silently ignored."""
     from r2rank_jax.data.synthetic import WorldConfig
 
     d = cfg.data
     out: dict[str, Any] = {"history_len": d.history_len, "num_candidates": d.num_candidates,
                            "train_tokenizer": cfg.tokenizer == "synthetic"}
     if d.source == "synthetic":
-        if (d.split, d.negatives) != ("user", "uniform"):
-            raise ConfigError(f"data.split={d.split!r} / data.negatives={d.negatives!r}: the synthetic world has "
-                              "a user split and uniform negatives only (set data.source to a prepared input)")
+        if d.split != "user":
+            raise ConfigError(f"data.split={d.split!r}: the synthetic world has a user split only (set data.source "
+                              "to a prepared input)")
         out["world"] = WorldConfig(num_users=d.synthetic_users, num_items=d.synthetic_items, seed=d.seed)
+        out["negatives"] = d.negatives
     else:
         out["prepare"] = {"source": d.source, "seed": d.seed, "split": d.split, "negatives": d.negatives}
     return out
@@ -35,7 +36,8 @@ def run(ctx: RunContext) -> dict:
         from r2rank_jax.data.synthetic import build_benchmark
 
         manifest = build_benchmark(wd.data, p["world"], history_len=p["history_len"],
-                                   num_candidates=p["num_candidates"], overwrite=overwrite)
+                                   num_candidates=p["num_candidates"], negatives=p["negatives"],
+                                   overwrite=overwrite)
     else:
         from r2rank_jax.data.prepare import prepare
 

@@ -380,3 +380,22 @@ def test_analyses_of_r2rank_join_the_results(resumed, tmp_path, capsys):
     assert "Skipped: the run's teacher is 'scripted'" in md
     rc, _, err = _in_process(capsys, workdir, "--only=analyses", "--analysis_users=4", *SMALL, "--resume")
     assert rc == 2 and "uniform/analyses: config" in err and "changed: users" in err
+
+
+def test_a_run_on_one_protocol_keeps_the_others_table(resumed, tmp_path, capsys):
+    """`--protocols popularity` on the finished uniform study: the synthetic world is prepared again with
+    popularity-weighted negatives, and results.* cover both protocols (the uniform table as it was)."""
+    workdir = tmp_path / "study"
+    shutil.copytree(resumed[0], workdir, symlinks=True)
+    before = json.loads((workdir / "results.json").read_text())["protocols"]["uniform"]
+    args = [a if a != "--protocols=uniform" else "--protocols=popularity" for a in SMALL]
+    rc, out, _ = _in_process(capsys, workdir, "--only=popularity", *args, "--resume")
+    assert rc == 0 and _last_json(out)["ran"] == ["popularity/prepare", "popularity/popularity"]
+    results = json.loads((workdir / "results.json").read_text())
+    assert list(results["protocols"]) == ["popularity", "uniform"]
+    assert results["protocols"]["uniform"]["methods"] == before["methods"]
+    assert list(results["protocols"]["popularity"]["methods"]) == ["popularity"]
+    manifest = json.loads((workdir / "popularity" / "prepare" / "data" / "benchmark" / "manifest.json").read_text())
+    assert manifest["options"]["negatives"] == "popularity"
+    md = (workdir / "results.md").read_text()
+    assert "## Protocol `popularity` (main table)" in md and "## Protocol `uniform`:" in md
