@@ -12,6 +12,7 @@ from typing import Any
 CURVES = (
     ("sft", "loss", "SFT loss"),
     ("sft_eval", "eval_loss", "SFT validation loss"),
+    ("sft_eval", "valid_ndcg@10", "SFT validation NDCG@10"),      # the pointwise LLM baselines (TALLRec, Prompt4NR)
     ("rl", "reward", "RL reward (NDCG@10 of sampled rankings)"),
     ("rl_eval", "valid_ndcg@10", "RL validation NDCG@10"),
     ("rl", "clip_frac", "RL PPO clip fraction"),

@@ -19,6 +19,10 @@ def test_one_panel_per_logged_curve_and_none_when_nothing_was_logged():
     h1, w1 = _image(one).shape[:2]
     h3, w3 = _image(three).shape[:2]
     assert abs(h1 - h3) <= 0.2 * h1 and 2.5 < w3 / w1 < 3.5
+    # TALLRec's and Prompt4NR's SFT validates by NDCG@10, not by a loss: a panel of its own.
+    pointwise = curves_png({"sft": sft, "sft_eval": [{"stage": "sft_eval", "step": s, "valid_ndcg@10": 0.2} for s in (5, 10)]},
+                           "pointwise")
+    assert 1.5 < _image(pointwise).shape[1] / w1 < 2.5
     assert curves_png({}, "nothing") is None
     assert curves_png({"eval": [{"stage": "eval", "step": 1, "ndcg@10": 0.5}]}, "no curve") is None
     # A non-finite value is left out, not drawn: a NaN-only curve gives no panel.
