@@ -109,6 +109,10 @@ def _ablation(name: str, **kw) -> Method:
                                            "eval.listwise=false"), _R2RANK_READS, **kw)
 
 
+# An extra, not in the paper: R2Rank with 10x the SFT steps at the same peak rate (docs/study.md, "Extras"),
+# to test whether the comparison with the history that 60 steps left unlearnt is learnt with more.
+LONG_SFT = ("sft.steps=600", "sft.optim.decay_steps=595", "sft.eval_every=200", "sft.checkpoint_every=50")
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     *(Method(n, {n: n}, classic=True, trained=False, stages=()) for n in CLASSIC),
     Method("zero_shot", {"zero_shot_pointwise": "zero_shot_pointwise", "zero_shot_listwise": "zero_shot_listwise"},
@@ -124,6 +128,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     _ablation("mlp_only"),
     _ablation("no_cot", starts_from="r2rank", stages=("rl", "eval")),
     Method("analyses", {}, analyses_of="r2rank", stages=("position", "history_order", "rationale_fidelity")),
+    Method("r2rank_long_sft", {"r2rank_long_sft": "r2rank", "sft_only_long_sft": "sft_only"},
+           ("method=r2rank", "eval.methods=r2rank,sft_only", "eval.reference=r2rank", *_NO_LISTWISE, *LONG_SFT),
+           _R2RANK_READS),
 )}
 # The analyses of R2Rank's run (issue item 6), on its first `--analysis_users` evaluated users: every candidate's
 # score with the positive moved to positions 1/10/20, and NDCG@10 over shuffled histories; for R2Rank and the

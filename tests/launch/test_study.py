@@ -63,7 +63,8 @@ def _dry_run(capsys, *args) -> tuple[list[str], dict]:
 def test_games_plan_covers_every_method_on_the_main_protocol(tmp_path, capsys):
     lines, last = _dry_run(capsys, f"--config={GAMES}", f"--workdir={tmp_path}")
     units = list(last["units"])
-    trained = ["tallrec", "prompt4nr", "r2ec", "r2rec", "r2rank", "rl_only", "mlp_only", "no_cot", "analyses"]
+    trained = ["tallrec", "prompt4nr", "r2ec", "r2rec", "r2rank", "rl_only", "mlp_only", "no_cot", "analyses",
+               "r2rank_long_sft"]
     untrained = ["prepare", "random", "popularity", "sasrec", "bert4rec", "lightgcn", "zero_shot"]
     assert units == [f"popularity/{m}" for m in untrained + trained] + [f"uniform/{m}" for m in untrained]
     assert set(last["units"].values()) == {"todo"} and not (tmp_path / "study.json").exists()
@@ -83,6 +84,9 @@ def test_games_plan_covers_every_method_on_the_main_protocol(tmp_path, capsys):
     assert [c.rsplit(" ", 1)[1] for c in commands if f"--workdir={tmp_path}/popularity/r2rank " in c] == ["synthesize", "sft", "rl", "eval"]
     assert any(c.startswith("python -m r2rank_jax.baselines.sasrec --benchmark " f"{tmp_path}/popularity/prepare/data/benchmark")
                for c in commands)
+    long_sft = [c for c in commands if f"--workdir={tmp_path}/popularity/r2rank_long_sft " in c]    # the extra: R2Rank, 10x SFT
+    assert [c.rsplit(" ", 1)[1] for c in long_sft] == ["synthesize", "sft", "rl", "eval"]
+    assert all("--config.sft.steps=600" in c for c in long_sft)
 
 
 def test_games_config_is_the_protocol(tmp_path):
@@ -110,7 +114,8 @@ def test_a_method_hash_covers_what_it_reads(tmp_path):
     assert {k for k in base if base[k] != tallrec[k]} == {"popularity/tallrec"}
     rl = hashes("--config.rl.steps=3")
     assert {k.split("/")[1] for k in base if base[k] != rl[k]} == {"r2rank", "rl_only", "mlp_only", "no_cot", "r2rec",
-                                                                    "analyses"}   # the analyses read r2rank's run
+                                                                    "analyses",   # the analyses read r2rank's run
+                                                                    "r2rank_long_sft"}
     sasrec = hashes("--config.eval.baseline_args=sasrec --epochs 2")
     assert {k for k in base if base[k] != sasrec[k]} == {"popularity/sasrec"}
     data = hashes("--config.data.history_len=8")
@@ -137,8 +142,8 @@ def test_a_field_added_at_its_default_leaves_a_finished_unit_current(tmp_path):
 def test_bad_arguments_are_refused(tmp_path, capsys):
     common = [f"--config={DEBUG}", f"--workdir={tmp_path}", "--dry_run"]
     with pytest.raises(SystemExit):
-        study.main(common)                     # the synthetic world has no popularity-negatives protocol
-    assert "protocol 'popularity'" in capsys.readouterr().err
+        study.main(common + ["--config.data.split=loo"])     # the synthetic world has a user split only
+    assert "protocol 'popularity': data.split='loo'" in capsys.readouterr().err
     for bad in (["--only=nope"], ["--protocols=uniform,uniform"], ["--protocols=zipf"], ["--oops"],
                 ["--protocols=uniform", "--only=r2rank"]):       # r2rank trains on --trained_protocols=popularity
         with pytest.raises(SystemExit):
