@@ -32,9 +32,9 @@ is passed to the running stage (which checkpoints); the study then stops, and th
 machine, or a second process on a free core; one study process per workdir): each selected unit that W2
 finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
 
-After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one
-table per protocol (those named, main first, then every other one the study has prepared) of every finished, current method's rows on the same users (NDCG/HR/MRR,
-95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
+After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one table per protocol
+(those named, main first, then every other one the study has prepared) of every finished, current method's
+rows on the same users (NDCG/HR/MRR, 95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
 the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
 listwise baseline, on its first ``--analysis_users`` users; and how faithfully its logged rationales restate
 the grounded teacher's evidence; `ANALYSES`), each of the paper's orderings tested (`PAPER_ORDERINGS`), and
@@ -109,7 +109,7 @@ def _ablation(name: str, **kw) -> Method:
                                            "eval.listwise=false"), _R2RANK_READS, **kw)
 
 
-# An extra, not in the paper: R2Rank with 10x the SFT steps at the same peak rate (docs/study.md, "Extras"),
+# An extra, not in the paper: R2Rank with 10x the SFT steps at the same peak rate (docs/study.md, "Methods"),
 # to test whether the comparison with the history that 60 steps left unlearnt is learnt with more.
 LONG_SFT = ("sft.steps=600", "sft.optim.decay_steps=595", "sft.eval_every=200", "sft.checkpoint_every=50")
 
