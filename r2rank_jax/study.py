@@ -34,8 +34,8 @@ finished, with the config it reads here and on the same benchmark, is copied in 
 
 After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one table per protocol
 (those named, main first, then every other one the study has prepared) of every finished, current method's
-rows on the same users (NDCG/HR/MRR, 95% bootstrap CIs, Wilcoxon markers and p-values against r2rank; `r2rank_jax.eval.report`), the protocol in
-the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
+rows on the same users (NDCG/HR/MRR, 95% bootstrap CIs, Wilcoxon markers and p-values against r2rank;
+`r2rank_jax.eval.report`), the protocol in the header, the ``analyses`` of R2Rank's run (position sensitivity and history order, R2Rank against the
 listwise baseline, on its first ``--analysis_users`` users; and how faithfully its logged rationales restate
 the grounded teacher's evidence; `ANALYSES`), each of the paper's orderings tested (`PAPER_ORDERINGS`), and
 each method's cost.
