@@ -1,13 +1,16 @@
-"""SFT step time of the demo's tiny decoder: layers as one `lax.scan` against unrolled, on the same batch.
+"""SFT step time of the demo's tiny decoder: layers as one `lax.scan` against unrolled, and blocked causal
+attention (what SFT runs) against dense `[T, T]` attention, on the same batch.
 
     python -m r2rank_jax.bench.sft_step [--batch 8] [--prompt 304] [--response 160] [--repeats 3] [--iters 5]
 
 One step = the SFT loss (`train.sft.response_logprobs`: response-token NLL, logits only at response tokens),
 its gradient and an AdamW update, jitted, on random tokens `[batch, prompt + response]`, for the demo's
-architecture (`configs/demo.py`: hidden 128, 4 layers, 4 heads, GQA 2, vocabulary ~1030). The two variants
-alternate, `--repeats` times `--iters` steps each, so that a noisy machine moves both alike; the figure to
-compare is the ratio. The first step's loss of both is printed (same initialization: they must agree).
-Last line: `sft_step s: scan=<a> unrolled=<b> ratio=<a/b>` (medians).
+architecture (`configs/demo.py`: hidden 128, 4 layers, 4 heads, GQA 2, vocabulary ~1030). Variants: `scan`
+and `unrolled` (both with the blocked causal attention of `Decoder(causal_blocks=)`), `dense` (unrolled, dense
+attention). They alternate, `--repeats` times `--iters` steps each, so that a noisy machine moves all alike;
+the figures to compare are the ratios. The first step's loss of each is printed (same initialization: they
+must agree). Lines: `sft_step causal blocks s: dense=<c> blocked=<b> ratio=<c/b>`, then last
+`sft_step s: scan=<a> unrolled=<b> ratio=<a/b>` (medians).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from r2rank_jax.models.decoder import Decoder
 from r2rank_jax.train.sft import response_logprobs
 
 
-def make_step(scan_layers: bool, response: int, vocab: int):
+def make_step(scan_layers: bool, response: int, vocab: int, blocked: bool = True):
     cfg = ModelConfig(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_layers=4, num_heads=4,
                       num_kv_heads=2, head_dim=32, scan_layers=scan_layers)
     graphdef, params = nnx.split(Decoder(cfg, rngs=nnx.Rngs(0)), nnx.Param)
@@ -35,7 +38,8 @@ def make_step(scan_layers: bool, response: int, vocab: int):
     @jax.jit
     def step(params, opt_state, tokens, positions):
         def loss(p):
-            return -jnp.mean(response_logprobs(nnx.merge(graphdef, p), tokens, positions, response))
+            return -jnp.mean(response_logprobs(nnx.merge(graphdef, p), tokens, positions, response,
+                                                causal_blocks=blocked))
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
@@ -55,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     width = args.prompt + args.response
     tokens = jnp.asarray(np.random.default_rng(0).integers(5, args.vocab, (args.batch, width)), jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(width, dtype=jnp.int32), (args.batch, width))
-    variants = {"scan": make_step(True, args.response, args.vocab), "unrolled": make_step(False, args.response, args.vocab)}
+    variants = {"scan": make_step(True, args.response, args.vocab), "unrolled": make_step(False, args.response, args.vocab),
+                "dense": make_step(False, args.response, args.vocab, blocked=False)}
     first = {}
     for name, (state, step) in variants.items():      # compile + one warm step each
         state[0], state[1], loss = step(state[0], state[1], tokens, positions)
         first[name] = float(loss)
     # Same initialization, same math: the variants differ in float rounding at most.
-    print(f"first-step loss: scan={first['scan']:.6f} unrolled={first['unrolled']:.6f}")
+    print("first-step loss: " + " ".join(f"{name}={value:.6f}" for name, value in first.items()))
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, (state, step) in variants.items():
@@ -72,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append((time.perf_counter() - start) / args.iters)
     for name, values in times.items():
         print(f"{name}: " + " ".join(f"{v:.3f}" for v in values) + " s/step")
-    scan, unrolled = statistics.median(times["scan"]), statistics.median(times["unrolled"])
+    scan, unrolled, dense = (statistics.median(times[name]) for name in ("scan", "unrolled", "dense"))
+    print(f"sft_step causal blocks s: dense={dense:.3f} blocked={unrolled:.3f} ratio={dense / unrolled:.2f}")
     print(f"sft_step s: scan={scan:.3f} unrolled={unrolled:.3f} ratio={scan / unrolled:.2f}")
     return 0
 

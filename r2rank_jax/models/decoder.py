@@ -64,17 +64,19 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pdt)
         self.mlp = MLP(cfg, rngs=rngs)
 
-    def __call__(self, x, positions, cos, sin, own_kv, context_kv, segments=None, segment_band=None):
+    def __call__(self, x, positions, cos, sin, own_kv, context_kv, segments=None, segment_band=None,
+                 causal_blocks=None):
         """x `[B, T, D]`; own_kv: None (attend to this call's tokens) or a function writing this call's
         (k, v) into the cache and returning the cache's `Source`; context_kv: optional shared prefix `Source`;
-        segments: optional `[B, T]` ids of sequences packed into one row (no cache); segment_band: see
-        `Decoder.__call__`.
+        segments: optional `[B, T]` ids of sequences packed into one row (no cache); segment_band,
+        causal_blocks: see `Decoder.__call__`.
 
         Returns (x `[B, T, D]`, (k, v) of this call's tokens `[B, T, Hkv, hd]`).
         """
         q, k, v = self.attn.project(self.input_norm(x), cos, sin)
         sources = [own_kv(k, v) if own_kv is not None
-                   else Source(heads_first(k), heads_first(v), positions, segments=segments, band=segment_band)]
+                   else Source(heads_first(k), heads_first(v), positions, segments=segments, band=segment_band,
+                          causal_blocks=causal_blocks)]
         if context_kv is not None:
             sources.insert(0, context_kv)
         h = x + self.attn.output(attend(q, positions, sources, segments)).astype(x.dtype)
@@ -111,7 +113,8 @@ class Decoder(nnx.Module):
     def __call__(self, tokens: jax.Array, positions: jax.Array, *, cache: KVCache | None = None,
                  context: KVCache | None = None, logits_at: jax.Array | str | None = None,
                  return_kv: bool = False, segments: jax.Array | None = None,
-                 segment_band: int | None = None, unroll: bool = False) -> DecoderOutput:
+                 segment_band: int | None = None, causal_blocks: int | None = None,
+                 unroll: bool = False) -> DecoderOutput:
         """Runs the decoder.
 
         tokens, positions: `[B, T]` int (position -1 = padding, never attended to).
@@ -127,6 +130,11 @@ class Decoder(nnx.Module):
             many tokens long, and that it divides T: attention among this call's tokens then computes
             only `[T, 2 * band]` logits (each block of `band` queries against its block and the one
             before) instead of `[T, T]`. Same result.
+        causal_blocks: static; without a cache, promises that this call's tokens are in causal slot order
+            (no token sees a token in a later slot, e.g. a left-padded prompt followed by a right-padded
+            response): attention among them then runs as this many blocks of query rows, each against the
+            keys up to its own last slot (`attention.causal_block_count` picks it). Same result for every
+            token that sees any; for training, where the `[T, T]` logits dominate a small model's step.
         unroll: run the layers one after the other even when `config.scan_layers` (for inference: the
             scan stacks a copy of every layer's weights on each call, ~20% of a SmolLM2 prompt prefill).
         """
@@ -137,6 +145,8 @@ class Decoder(nnx.Module):
             raise ValueError(f"segments {segments.shape} must be [B, T] like tokens {tokens.shape}, without a cache")
         if segment_band is not None and (segments is None or segment_band < 1 or tokens.shape[1] % segment_band):
             raise ValueError(f"segment_band={segment_band} needs segments and must divide the {tokens.shape[1]} tokens")
+        if causal_blocks is not None and (cache is not None or segment_band is not None or causal_blocks < 1):
+            raise ValueError(f"causal_blocks={causal_blocks} must be >= 1, without a cache or a segment_band")
         cdt = jnp.dtype(cfg.compute_dtype)
         x = constrain(jnp.take(self.embed[...], tokens, axis=0).astype(cdt), ("batch", None, None))
         cos, sin = rope_tables(positions, inverse_frequencies(cfg))
@@ -144,7 +154,8 @@ class Decoder(nnx.Module):
             cache.check_room(tokens.shape[1])
             cache = cache.write_positions(positions)
         if cache is None and cfg.scan_layers and not unroll and len(self.layers) > 1:
-            x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv, segments, segment_band)
+            x, kv_out = self._scan_layers(x, positions, cos, sin, context, return_kv, segments, segment_band,
+                                          causal_blocks)
         else:
             kv_out = []
             for i, layer in enumerate(self.layers):
@@ -156,7 +167,7 @@ class Decoder(nnx.Module):
                         return Source(cache.k[i], cache.v[i], cache.positions, keys_last=True)
                 ctx = None if context is None else Source(context.k[i], context.v[i], context.positions,
                                                           context.keys_last)
-                x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx, segments, segment_band)
+                x, kv = self._run_layer(layer, x, positions, cos, sin, own, ctx, segments, segment_band, causal_blocks)
                 kv_out.append(kv)
         hidden = self.final_norm(x)
         if cache is not None:
@@ -170,14 +181,16 @@ class Decoder(nnx.Module):
             logits = self.logits(jnp.take_along_axis(hidden, logits_at[..., None].astype(jnp.int32), axis=1))
         return DecoderOutput(hidden=hidden, logits=logits, cache=cache, kv=tuple(kv_out) if return_kv else None)
 
-    def _run_layer(self, layer, x, positions, cos, sin, own, ctx, segments, segment_band=None):
+    def _run_layer(self, layer, x, positions, cos, sin, own, ctx, segments, segment_band=None, causal_blocks=None):
         remat = self.config.remat
         if remat == "none" or own is not None:  # no remat while decoding: there is no backward pass
-            return layer(x, positions, cos, sin, own, ctx, segments, segment_band)
-        fn = nnx.remat(lambda lyr, *a: lyr(*a, segment_band=segment_band), policy=_REMAT_POLICIES[remat])
+            return layer(x, positions, cos, sin, own, ctx, segments, segment_band, causal_blocks)
+        fn = nnx.remat(lambda lyr, *a: lyr(*a, segment_band=segment_band, causal_blocks=causal_blocks),
+                       policy=_REMAT_POLICIES[remat])
         return fn(layer, x, positions, cos, sin, None, ctx, segments)
 
-    def _scan_layers(self, x, positions, cos, sin, context, return_kv, segments=None, segment_band=None):
+    def _scan_layers(self, x, positions, cos, sin, context, return_kv, segments=None, segment_band=None,
+                     causal_blocks=None):
         """All layers as one `lax.scan` over their stacked states (no own cache).
 
         x `[B, T, D]` → (x `[B, T, D]`, per-layer (k, v) `[B, T, Hkv, hd]` if return_kv else []).
@@ -193,7 +206,7 @@ class Decoder(nnx.Module):
             state, ctx = xs
             layer = nnx.merge(graphdef, state)
             ctx = None if ctx is None else Source(ctx[0], ctx[1], context.positions, context.keys_last)
-            x, kv = layer(x, positions, cos, sin, None, ctx, segments, segment_band)
+            x, kv = layer(x, positions, cos, sin, None, ctx, segments, segment_band, causal_blocks)
             return x, (kv if return_kv else None)
 
         if self.config.remat != "none":

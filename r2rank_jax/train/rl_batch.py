@@ -12,6 +12,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from r2rank_jax.models.attention import causal_block_count
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.head import gather_hidden
 
@@ -63,14 +64,16 @@ def continuation_hidden(model: Decoder, batch: RLBatch, shared_prefix: bool = Tr
     u, k, c = batch.cont_tokens.shape
     tokens = batch.cont_tokens.reshape(u * k, c)
     positions = batch.cont_positions.reshape(u * k, c)
+    # Every row (prefix, continuation, or both) is in causal slot order: the blocked attention is exact.
     if shared_prefix:
-        pre = model(batch.prefix_tokens, batch.prefix_positions, return_kv=True)
+        pre = model(batch.prefix_tokens, batch.prefix_positions, return_kv=True,
+                    causal_blocks=causal_block_count(batch.prefix_tokens.shape[1]))
         context = context_from_kv(pre.kv, batch.prefix_positions)
-        return model(tokens, positions, context=context).hidden
+        return model(tokens, positions, context=context, causal_blocks=causal_block_count(c)).hidden
     p = batch.prefix_tokens.shape[1]
     full_tokens = jnp.concatenate([jnp.repeat(batch.prefix_tokens, k, axis=0), tokens], axis=1)
     full_positions = jnp.concatenate([jnp.repeat(batch.prefix_positions, k, axis=0), positions], axis=1)
-    return model(full_tokens, full_positions).hidden[:, p:]
+    return model(full_tokens, full_positions, causal_blocks=causal_block_count(p + c)).hidden[:, p:]
 
 
 def rationale_inputs(hidden: jax.Array, batch: RLBatch) -> tuple[jax.Array, jax.Array]:

@@ -208,3 +208,62 @@ def test_packed_segments_equal_separate_rows(scan, for_decoding, band):
         m(jnp.asarray(tok), jnp.asarray(pos), segments=jnp.asarray(seg), segment_band=5)
     with pytest.raises(ValueError, match="segment_band=4 needs segments"):
         m(jnp.asarray(tok), jnp.asarray(pos), segment_band=4)
+
+
+@pytest.mark.parametrize("scan,remat", [(False, "none"), (True, "full")])
+@pytest.mark.parametrize("blocks", [2, 3, 11])
+def test_causal_blocks_equal_dense_attention(scan, remat, blocks):
+    """Blocked causal attention (each block of query rows against the keys up to its last slot) == dense
+    attention at every real token, for the layouts training uses: left-padded prompts with right-padded
+    responses, alone and after a shared prefix context, and packed segments; gradients too. 11 columns do
+    not divide into 2 or 3 blocks (the last block is shorter); 11 blocks are single rows."""
+    m = Decoder(CFG.replace(num_layers=3, scan_layers=scan, remat=remat), rngs=nnx.Rngs(6))
+    rng = np.random.default_rng(7)
+    width, prompt = 11, 6
+    tok = rng.integers(0, 53, (3, width)).astype(np.int32)
+    pos = np.full((3, width), -1, np.int32)
+    for r, (p_len, r_len) in enumerate([(6, 5), (2, 3), (4, 1)]):   # prompt left-padded, response right-padded
+        pos[r, prompt - p_len:prompt + r_len] = np.arange(p_len + r_len)
+    real = pos >= 0
+    graphdef, state = nnx.split(m)
+
+    def run(state, causal_blocks, **kw):
+        out = nnx.merge(graphdef, state)(jnp.asarray(tok), jnp.asarray(pos), logits_at="all", return_kv=True,
+                                         causal_blocks=causal_blocks, **kw)
+        loss = jnp.sum(jnp.where(jnp.asarray(real)[..., None], jax.nn.log_softmax(out.logits), 0.0))
+        return loss, out
+
+    def check(**kw):
+        (l0, dense), g0 = jax.value_and_grad(run, has_aux=True)(state, None, **kw)
+        (l1, blocked), g1 = jax.value_and_grad(run, has_aux=True)(state, blocks, **kw)
+        np.testing.assert_allclose(np.asarray(blocked.logits)[real], np.asarray(dense.logits)[real], atol=1e-5)
+        for (bk, bv), (dk, dv) in zip(blocked.kv, dense.kv):
+            np.testing.assert_allclose(np.asarray(bk)[real], np.asarray(dk)[real], atol=1e-5)
+            np.testing.assert_allclose(np.asarray(bv)[real], np.asarray(dv)[real], atol=1e-5)
+        np.testing.assert_allclose(float(l1), float(l0), rtol=1e-6)
+        for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g0)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+    check()
+    p_tok, p_pos = left_pad([list(rng.integers(0, 53, 5))])
+    ctx = context_from_kv(m(jnp.asarray(p_tok), jnp.asarray(p_pos), return_kv=True).kv, jnp.asarray(p_pos))
+    pos[real] += 5                                                     # the rows continue the shared prefix
+    check(context=ctx)
+    seg = np.where(real, np.arange(width) // prompt, -1).astype(np.int32)   # two packed segments per row
+    for r in range(3):
+        for c in (0, 1):
+            here = seg[r] == c
+            pos[r, here] = np.arange(here.sum())                     # each segment's positions start at 0
+    check(segments=jnp.asarray(seg))
+
+
+def test_causal_blocks_refuse_a_cache_or_a_band(model):
+    tok, pos = left_pad([[1, 2, 3, 4]])
+    seg = np.zeros_like(tok)
+    with pytest.raises(ValueError, match="causal_blocks=2 .* without a cache or a segment_band"):
+        model(jnp.asarray(tok), jnp.asarray(pos), segments=jnp.asarray(seg), segment_band=2, causal_blocks=2)
+    cache = KVCache.init(CFG, batch=1, size=8)
+    with pytest.raises(ValueError, match="causal_blocks=2"):
+        model(jnp.asarray(tok), jnp.asarray(pos), cache=cache, causal_blocks=2)
+    with pytest.raises(ValueError, match="causal_blocks=0"):
+        model(jnp.asarray(tok), jnp.asarray(pos), causal_blocks=0)
