@@ -39,7 +39,7 @@ def make_step(scan_layers: bool, response: int, vocab: int, blocked: bool = True
     def step(params, opt_state, tokens, positions):
         def loss(p):
             return -jnp.mean(response_logprobs(nnx.merge(graphdef, p), tokens, positions, response,
-                                                causal_blocks=blocked))
+                                                blocked_attention=blocked))
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value

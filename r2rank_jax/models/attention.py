@@ -157,7 +157,7 @@ def attend(q: jax.Array, q_positions: jax.Array, sources: list[Source], q_segmen
     normalizer (no concatenated copy of the logits). Returns `[B, T, H, D]` in q's dtype. Softmax in
     float32; fully masked rows (padding queries) give a finite uniform average, never NaN.
     """
-    blocked = [i for i, src in enumerate(sources) if src.causal_blocks and src.causal_blocks > 1]
+    blocked = [i for i, src in enumerate(sources) if (src.causal_blocks or 1) > 1]
     if blocked:
         return _attend_causal_blocks(q, q_positions, sources, q_segments, blocked[0])
     b, t, h, d = q.shape

@@ -41,16 +41,16 @@ class SFTConfig:
 
 
 def response_logprobs(model, tokens: jax.Array, positions: jax.Array, response_len: int,
-                      chunk: int = 64, causal_blocks: bool = True) -> jax.Array:
+                      chunk: int = 64, blocked_attention: bool = True) -> jax.Array:
     """tokens, positions `[B, P+R]` → log p(response token r | everything before) `[B, R]` float32.
 
-    causal_blocks=False: dense `[T, T]` attention (the reference `bench.sft_step` compares with)."""
+    blocked_attention=False: dense `[T, T]` attention (the reference `bench.sft_step` compares with)."""
     p = tokens.shape[1] - response_len
     if p < 1:
         raise ValueError(f"a batch of width {tokens.shape[1]} has no prompt columns before its {response_len} "
                          "response columns")
     # A left-padded prompt then a right-padded response: causal slot order, so the blocked attention is exact.
-    blocks = causal_block_count(tokens.shape[1]) if causal_blocks else None
+    blocks = causal_block_count(tokens.shape[1]) if blocked_attention else None
     hidden = model(tokens, positions, causal_blocks=blocks).hidden               # [B, P+R, D]
     h = jax.lax.slice_in_dim(hidden, p - 1, p - 1 + response_len, axis=1)
     logp, _ = token_logprobs(model, h, tokens[:, p:], 1.0, chunk)
