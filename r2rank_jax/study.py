@@ -31,6 +31,9 @@ is passed to the running stage (which checkpoints); the study then stops, and th
 ``--resume`` continues. ``--import_from W2`` joins the work of another study with the same config (another
 machine, or a second process on a free core; one study process per workdir): each selected unit that W2
 finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
+W2 may be an archive (`r2rank_jax.study_archive`: the score files and curves of finished units, no checkpoints),
+so a machine that lost the workdirs rejoins the committed rows; a unit that reads an archived unit's checkpoints
+(no_cot, the analyses) then refuses to run.
 
 After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one table per protocol
 (those named, main first, then every other one the study has prepared) of every finished, current method's
@@ -492,6 +495,7 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
         state.data["units"][unit.key] = entry
         state.save()
     m = unit.method
+    _refuse_archived_source(unit, state)
     if m is None:
         stages = (PREPARE,)
     elif m.classic:
@@ -539,6 +543,18 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
     entry.update(status="finished", finished=time.time(), content_hash=_content_hash(bench))
     state.save()
     return True
+
+
+def _refuse_archived_source(unit: Unit, state: StudyState) -> None:
+    """A unit that starts from another's checkpoints (no_cot from r2rank's SFT, the analyses of r2rank's run)
+    cannot start from a unit imported from an archive (`r2rank_jax.study_archive`: scores, no checkpoints)."""
+    m = unit.method
+    source = m and (m.starts_from or m.analyses_of)
+    entry = state.unit(f"{unit.protocol}/{source}") if source else None
+    if entry is not None and entry.get("archived"):
+        raise RuntimeError(f"{unit.key} reads {unit.protocol}/{source}'s checkpoints, but {source} was imported from an "
+                           f"archive ({entry.get('imported_from')}), which keeps its scores, not its checkpoints: run "
+                           f"{unit.key} in a study where {source} ran (or was imported from one that ran it)")
 
 
 def importable(unit: Unit, theirs: Mapping[str, Any] | None, content: str | None) -> str | None:

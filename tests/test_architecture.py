@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("config", {"config"}),
     ("run", {"run"}),
     ("stages", {"stages", "methods"}),
-    ("apps", {"launch", "ablations", "findings", "runner", "analyses", "serve", "tools", "bench", "generate", "study",
+    ("apps", {"launch", "ablations", "findings", "runner", "analyses", "serve", "tools", "bench", "generate", "study", "study_archive",
               "report"}),
 ]
 # Same group, but independent: the launcher combines the shared stages with the methods.

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from r2rank_jax import runner, study
+from r2rank_jax import runner, study, study_archive
 from r2rank_jax.data.benchmark import load_split
 from r2rank_jax.eval.score_files import read_score_file
 from r2rank_jax.eval.significance import wilcoxon_p
@@ -326,6 +326,49 @@ def test_finished_units_of_another_study_are_imported_not_run(resumed, tmp_path)
     assert study.importable(plan("--config.rl.steps=31")["uniform/r2rank"], theirs, content) == \
         "finished there with another config"
     assert "prepare" in study.importable(units["uniform/prepare"], state["uniform/prepare"], content)
+
+
+def test_an_archive_keeps_the_scores_not_the_checkpoints_and_is_imported(resumed, tmp_path, capsys):
+    """study_archive: each finished unit's score files, run results and curves (no checkpoint, corpus, rationale
+    or config), byte for byte; a fresh study that imports the archive has the source's table, user by user;
+    no_cot then refuses to start from the archived r2rank (no SFT checkpoint there)."""
+    source = resumed[0]
+    arc = tmp_path / "archive"
+    assert study_archive.main([f"--workdir={source}", f"--out={arc}"]) == 0
+    last = _last_json(capsys.readouterr().out)
+    assert last["archived"] == ["uniform/popularity", "uniform/r2rank"] and last["skipped"] == {}
+    files = sorted(str(p.relative_to(arc)) for p in arc.rglob("*") if p.is_file())
+    assert files == ["study.json", "uniform/popularity/eval/scores/popularity.jsonl", "uniform/r2rank/eval/results.json",
+                     "uniform/r2rank/eval/scores/r2rank.jsonl", "uniform/r2rank/eval/scores/sft_only.jsonl",
+                     "uniform/r2rank/metrics.jsonl"]
+    for f in files[1:]:
+        assert (arc / f).read_bytes() == (source / f).read_bytes()
+    assert last["bytes"] == sum((arc / f).stat().st_size for f in files[1:])
+    entries = json.loads((arc / "study.json").read_text())["units"]
+    assert entries["uniform/prepare"]["archived"]["files"] == [] and not (arc / "uniform" / "prepare").exists()
+    assert entries["uniform/r2rank"]["archived"]["from"] == str(source / "uniform" / "r2rank")
+
+    # Archiving one method again keeps the others.
+    assert study_archive.main([f"--workdir={source}", f"--out={arc}", "--only=popularity"]) == 0
+    assert _last_json(capsys.readouterr().out)["archived"] == ["uniform/popularity"]
+    assert "uniform/r2rank" in json.loads((arc / "study.json").read_text())["units"]
+
+    here = tmp_path / "here"
+    out = _study(here, ONLY, *SMALL, f"--import_from={arc}").stdout
+    assert _last_json(out)["imported"] == ["uniform/popularity", "uniform/r2rank"]
+    ours = json.loads((here / "results.json").read_text())["protocols"]["uniform"]
+    theirs = json.loads((source / "results.json").read_text())["protocols"]["uniform"]
+    assert ours["methods"] == theirs["methods"] and ours["significance"] == theirs["significance"]
+    assert ours["curves"] == theirs["curves"]
+    assert {k: v for k, v in ours["cost"].items() if k != "prepare"} == \
+        {k: v for k, v in theirs["cost"].items() if k != "prepare"}      # the benchmark is prepared again here
+
+    with pytest.raises(RuntimeError, match="r2rank was imported from an archive"):
+        study.main([f"--config={DEBUG}", f"--workdir={here}", "--only=no_cot", *SMALL, "--resume"])
+    assert not (here / "uniform" / "no_cot" / "sft").exists()
+    with pytest.raises(SystemExit):
+        study_archive.main([f"--workdir={tmp_path / 'none'}", f"--out={arc}"])
+    assert "no study there" in capsys.readouterr().err
 
 
 def test_finished_study_is_skipped_and_a_changed_config_refused(resumed, tmp_path, capsys):
