@@ -105,6 +105,22 @@ def test_games_config_is_the_protocol(tmp_path):
     assert next(u for u in units if u.name == "analyses").max_users == study.ANALYSIS_USERS
 
 
+def test_the_committed_archive_is_current_for_the_study_config(tmp_path):
+    """docs/study/archive (the study's finished units, committed as they finish): every archived unit is what
+    configs/study_games.py plans now, with its files there, so `--import_from docs/study/archive` imports it
+    instead of running it again. A config change that invalidates archived results fails here."""
+    archive = ROOT / "docs" / "study" / "archive"
+    entries = json.loads((archive / "study.json").read_text())["units"]
+    units = {u.key: u for u in study.plan(GAMES, [], tmp_path, list(study.PROTOCOLS), [study.MAIN_PROTOCOL])}
+    assert {"popularity/prepare", "popularity/sasrec", "uniform/lightgcn"} <= set(entries)
+    for key, entry in entries.items():
+        assert entry["status"] == "finished" and study.is_current(units[key], entry), key
+        for name in entry["archived"]["files"]:
+            assert (archive / key / name).is_file(), f"{key}: {name}"
+        if units[key].method is not None:
+            assert study.importable(units[key], entry, entry["content_hash"]) is None
+
+
 def test_a_method_hash_covers_what_it_reads(tmp_path):
     def hashes(*extra):
         return {u.key: u.hash for u in study.plan(GAMES, list(extra), tmp_path, ["popularity"], ["popularity"])}
