@@ -124,6 +124,9 @@ class SFTSpec:
     response_buckets: tuple[int, ...] = (128, 256, 384)   # teacher responses longer than the last are skipped
     eval_every: int = 50
     checkpoint_every: int = 50
+    # N > 0: every prompt begins with the same N tokens (the chat header and the instructions), run once per
+    # batch (train.sft_data / train.sft: same loss and gradients, ~1.2x faster on the demo); 0: every row whole.
+    shared_prefix: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

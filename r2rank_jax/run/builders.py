@@ -46,9 +46,9 @@ def train_state(model, head, llm_optim: OptimSpec | None, head_optim: OptimSpec,
     return create_train_state(model, head, llm_tx, optimizer(head_optim), jax.random.PRNGKey(seed), mesh)
 
 
-def sft_state_and_step(model, head, optim: OptimSpec, microbatches: int, seed: int, mesh=None):
+def sft_state_and_step(model, head, optim: OptimSpec, microbatches: int, seed: int, mesh=None, shared_prefix: int = 0):
     """(Static, TrainState, jitted SFT step) for supervised training of θ with `optim` (its warmup/decay
-    schedule); the head's optimizer is plain (SFT does not train the head)."""
+    schedule); the head's optimizer is plain (SFT does not train the head). shared_prefix: `SFTConfig`'s."""
     from r2rank_jax.train.optim import learning_rate_schedule
     from r2rank_jax.train.sft import SFTConfig, make_sft_step
     from r2rank_jax.train.state import state_shardings
@@ -56,7 +56,7 @@ def sft_state_and_step(model, head, optim: OptimSpec, microbatches: int, seed: i
     opt = optim_config(optim)
     static, state = create_train_state(model, head, make_optimizer(opt), make_optimizer(OptimConfig(opt.learning_rate)),
                                        jax.random.PRNGKey(seed), mesh)
-    step_fn = make_sft_step(static, SFTConfig(microbatches), learning_rate_schedule(opt),
+    step_fn = make_sft_step(static, SFTConfig(microbatches, shared_prefix=shared_prefix), learning_rate_schedule(opt),
                             state_shardings(state) if mesh else None, mesh)
     return static, state, step_fn
 

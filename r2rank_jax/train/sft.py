@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 
 from r2rank_jax import distributed
 from r2rank_jax.models.attention import causal_block_count
+from r2rank_jax.models.decoder import context_from_kv
 from r2rank_jax.train.microbatch import split_rows
 from r2rank_jax.train.state import Static, TrainState, guarded_llm_update, jit_step
 from r2rank_jax.train.token_logprobs import token_logprobs
@@ -34,25 +35,41 @@ from r2rank_jax.train.token_logprobs import token_logprobs
 class SFTConfig:
     microbatches: int = 1   # gradient accumulation over batch rows
     logit_chunk: int = 64   # response tokens per chunk of vocabulary logits
+    shared_prefix: int = 0  # the batch's leading columns every row shares (sft_data's shared layout): run once
 
     def __post_init__(self) -> None:
         if self.microbatches < 1 or self.logit_chunk < 1:
             raise ValueError("SFTConfig.microbatches and SFTConfig.logit_chunk must be >= 1")
+        if self.shared_prefix < 0:
+            raise ValueError(f"SFTConfig.shared_prefix must be >= 0, got {self.shared_prefix}")
 
 
 def response_logprobs(model, tokens: jax.Array, positions: jax.Array, response_len: int,
-                      chunk: int = 64, blocked_attention: bool = True) -> jax.Array:
+                      chunk: int = 64, blocked_attention: bool = True, shared_prefix: int = 0) -> jax.Array:
     """tokens, positions `[B, P+R]` → log p(response token r | everything before) `[B, R]` float32.
 
-    blocked_attention=False: dense `[T, T]` attention (the reference `bench.sft_step` compares with)."""
+    blocked_attention=False: dense `[T, T]` attention (the reference `bench.sft_step` compares with).
+    shared_prefix=N: columns `[:, :N]` are the same in every row (`sft_data`'s shared layout); they run once, on
+    row 0, and every row's other columns attend to their keys and values: the same log-probs and gradients."""
     p = tokens.shape[1] - response_len
     if p < 1:
         raise ValueError(f"a batch of width {tokens.shape[1]} has no prompt columns before its {response_len} "
                          "response columns")
+    if not 0 <= shared_prefix < p:
+        raise ValueError(f"shared_prefix={shared_prefix} must leave prompt columns of its own (prompt width {p})")
     # A left-padded prompt then a right-padded response: causal slot order, so the blocked attention is exact.
-    blocks = causal_block_count(tokens.shape[1]) if blocked_attention else None
-    hidden = model(tokens, positions, causal_blocks=blocks).hidden               # [B, P+R, D]
-    h = jax.lax.slice_in_dim(hidden, p - 1, p - 1 + response_len, axis=1)
+    blocks = (lambda width: causal_block_count(width)) if blocked_attention else (lambda width: None)
+    if shared_prefix:
+        pre = model(tokens[:1, :shared_prefix], positions[:1, :shared_prefix], return_kv=True,
+                    causal_blocks=blocks(shared_prefix))
+        context = context_from_kv(pre.kv, positions[:1, :shared_prefix])
+        rest = tokens.shape[1] - shared_prefix
+        hidden = model(tokens[:, shared_prefix:], positions[:, shared_prefix:], context=context,
+                       causal_blocks=blocks(rest)).hidden                           # [B, P+R-N, D]
+    else:
+        hidden = model(tokens, positions, causal_blocks=blocks(tokens.shape[1])).hidden   # [B, P+R, D]
+    start = p - 1 - shared_prefix                  # hidden's column that predicts response token 0
+    h = jax.lax.slice_in_dim(hidden, start, start + response_len, axis=1)
     logp, _ = token_logprobs(model, h, tokens[:, p:], 1.0, chunk)
     return logp
 
@@ -70,7 +87,8 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
     """
     def loss_fn(trained, frozen, mb, denom):
         model = nnx.merge(static.llm_def, static.merge_llm(trained, frozen))
-        logp = response_logprobs(model, mb["tokens"], mb["positions"], mb["loss_mask"].shape[1], cfg.logit_chunk)
+        logp = response_logprobs(model, mb["tokens"], mb["positions"], mb["loss_mask"].shape[1], cfg.logit_chunk,
+                                 shared_prefix=cfg.shared_prefix)
         nll = -jnp.sum(jnp.where(_token_mask(mb), logp, 0.0))
         return nll / denom, nll
 
@@ -98,12 +116,14 @@ def make_sft_step(static: Static, cfg: SFTConfig = SFTConfig(), lr_schedule: opt
     return jit_step(step, state_sharding, mesh)
 
 
-def make_sequence_logprobs(static: Static, chunk: int = 64, mesh: Mesh | None = None) -> Callable:
+def make_sequence_logprobs(static: Static, chunk: int = 64, mesh: Mesh | None = None,
+                           shared_prefix: int = 0) -> Callable:
     """Returns jitted ``fn(llm_params, batch) -> (sum of response log-probs [B], response tokens [B])``
     (evaluation: held-out loss, teacher-forced decision scores)."""
     def fn(llm, batch):
         model = nnx.merge(static.llm_def, llm)
-        logp = response_logprobs(model, batch["tokens"], batch["positions"], batch["loss_mask"].shape[1], chunk)
+        logp = response_logprobs(model, batch["tokens"], batch["positions"], batch["loss_mask"].shape[1], chunk,
+                                 shared_prefix=shared_prefix)
         mask = _token_mask(batch)
         return jnp.sum(jnp.where(mask, logp, 0.0), axis=1), jnp.sum(mask, axis=1)
 

@@ -25,7 +25,10 @@ By default every response must parse (`answers.parse_decision`) to the decision 
 - ``tokens`` `[B, P+R]` int32: the prompt left-padded into ``[:, :P]``, the response right-padded
   into ``[:, P:]`` (pad id elsewhere); ``positions`` `[B, P+R]` int32: ``0..n+m-1`` on real tokens,
   -1 on pads (the decoder's convention). So the hidden state at column ``P-1+r`` predicts response
-  token ``r`` for every row: the loss slices are static.
+  token ``r`` for every row: the loss slices are static. With ``shared_prefix`` N > 0 (every prompt begins
+  with the same N tokens: the chat header and the instructions) those N tokens sit in columns ``[:, :N]`` of
+  every row, padding rows included, and the rest of the prompt is left-padded into ``[:, N:P]``; the SFT step
+  then runs them once per batch (`train.sft.response_logprobs`).
 - ``loss_mask`` `[B, R]` bool: response token r is real (prompt tokens never enter the loss);
 - ``labels`` `[B]` int32, ``example_mask`` `[B]` bool (False on padding rows of a short last batch),
   ``prompt_lengths``/``response_lengths`` `[B]` int32, ``user_ids``/``candidates`` `[B]` str.
@@ -83,10 +86,14 @@ class SFTDataConfig:
     check_labels: bool = True
     shard_index: int = 0
     shard_count: int = 1
+    shared_prefix: int = 0          # leading prompt tokens every example shares (module docstring); 0: none
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"SFTDataConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.shared_prefix < self.prompt_buckets[0]:
+            raise ValueError(f"SFTDataConfig.shared_prefix must be in [0, {self.prompt_buckets[0]}) (the smallest "
+                             f"prompt bucket), got {self.shared_prefix}")
         for name in ("prompt_buckets", "response_buckets"):
             buckets_.check(getattr(self, name), f"SFTDataConfig.{name}")
         if self.too_long not in ("error", "skip"):
@@ -202,14 +209,33 @@ def fit_examples(examples: Sequence[SFTExample], config: SFTDataConfig) -> list[
     return kept
 
 
+def check_shared_prefix(examples: Sequence[SFTExample], shared_prefix: int) -> None:
+    """Raises `DataError` naming the first example whose prompt does not begin with the first example's
+    `shared_prefix` tokens, or leaves none of its own prompt after them."""
+    if not shared_prefix or not examples:
+        return
+    head = examples[0].prompt_ids[:shared_prefix]
+    for ex in examples:
+        if ex.prompt_ids[:shared_prefix] != head or len(ex.prompt_ids) <= shared_prefix:
+            agree = next((j for j, (a, b) in enumerate(zip(ex.prompt_ids, head)) if a != b),
+                         min(len(ex.prompt_ids), len(head)))
+            path, _, line = ex.where.rpartition(":")
+            raise DataError(path or ex.where, int(line) if line.isdigit() else None,
+                            f"sft.shared_prefix={shared_prefix}: this prompt ({len(ex.prompt_ids)} tokens) shares only "
+                            f"its first {min(agree, len(ex.prompt_ids) - 1)} tokens with {examples[0].where or 'the first'}'s "
+                            "(and must keep at least one of its own); lower sft.shared_prefix or set it to 0")
+
+
 class Collate:
     """Pads a list of `SFTExample` into one static-shape batch (module docstring)."""
 
-    def __init__(self, batch_size: int, prompt_buckets: Sequence[int], response_buckets: Sequence[int], pad_id: int):
+    def __init__(self, batch_size: int, prompt_buckets: Sequence[int], response_buckets: Sequence[int], pad_id: int,
+                 shared_prefix: int = 0):
         self.batch_size = batch_size
         self.prompt_buckets = tuple(prompt_buckets)
         self.response_buckets = tuple(response_buckets)
         self.pad_id = pad_id
+        self.shared_prefix = shared_prefix
 
     def __call__(self, examples: Sequence[SFTExample]) -> Batch:
         b_n = self.batch_size
@@ -228,11 +254,16 @@ class Collate:
             "user_ids": np.full((b_n,), "", dtype=object),
             "candidates": np.full((b_n,), "", dtype=object),
         }
+        shared = self.shared_prefix
+        if shared:
+            check_shared_prefix(examples, shared)
+            out["tokens"][:, :shared] = examples[0].prompt_ids[:shared]      # padding rows too: any row is the prefix
+            out["positions"][:, :shared] = np.arange(shared)
         for i, ex in enumerate(examples):
             n, m = len(ex.prompt_ids), len(ex.response_ids)
-            out["tokens"][i, p_len - n:p_len] = ex.prompt_ids
+            out["tokens"][i, p_len - n + shared:p_len] = ex.prompt_ids[shared:]
             out["tokens"][i, p_len:p_len + m] = ex.response_ids
-            out["positions"][i, p_len - n:p_len + m] = np.arange(n + m)
+            out["positions"][i, p_len - n + shared:p_len + m] = np.arange(shared, n + m)
             out["loss_mask"][i, :m] = True
             out["labels"][i] = ex.label
             out["example_mask"][i] = True
@@ -248,6 +279,7 @@ class Collate:
 def make_dataset(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: int) -> grain.MapDataset:
     """The batched `grain.MapDataset` (index = global batch number, epochs included)."""
     examples = fit_examples(examples, config)
+    check_shared_prefix(examples, config.shared_prefix)
     ds = grain.MapDataset.source(examples)
     if len(ds) < config.batch_size * config.shard_count and config.drop_remainder:
         raise ValueError(f"{len(ds)} SFT examples, fewer than batch_size={config.batch_size} x {config.shard_count} "
@@ -255,7 +287,8 @@ def make_dataset(examples: Sequence[SFTExample], config: SFTDataConfig, pad_id: 
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)
     global_batch = config.batch_size * config.shard_count
-    batch_fn = collate = Collate(global_batch, config.prompt_buckets, config.response_buckets, pad_id)
+    batch_fn = collate = Collate(global_batch, config.prompt_buckets, config.response_buckets, pad_id,
+                                 config.shared_prefix)
     if config.shard_count > 1:
         batch_fn = HostSlice(collate, global_batch, config.shard_index, config.shard_count)
     ds = ds.batch(global_batch, drop_remainder=config.drop_remainder, batch_fn=batch_fn)

@@ -47,8 +47,9 @@ def decision_pairs(examples: Sequence[SFTExample], tokenizer: Any) -> list[SFTEx
     return out
 
 
-def _batches(examples: Sequence[SFTExample], batch_size: int, prompt_buckets, response_buckets, pad_id: int):
-    collate = sft_data.Collate(batch_size, prompt_buckets, response_buckets, pad_id)
+def _batches(examples: Sequence[SFTExample], batch_size: int, prompt_buckets, response_buckets, pad_id: int,
+             shared_prefix: int = 0):
+    collate = sft_data.Collate(batch_size, prompt_buckets, response_buckets, pad_id, shared_prefix)
     for i in range(0, len(examples), batch_size):
         yield collate(examples[i:i + batch_size])
 
@@ -60,14 +61,16 @@ def make_sft_eval(static: Static, examples: Sequence[SFTExample], tokenizer: Any
     minus the wrong one). ``batch_size`` must divide over the mesh's (data, fsdp) axes."""
     examples = sft_data.fit_examples(examples, data_config)
     pad_id = tokenizer.pad_token_id
-    seq_logprobs = make_sequence_logprobs(static, logit_chunk, mesh)
+    shared = data_config.shared_prefix       # the decision pairs' prompts (prompt + rationale) begin with it too
+    sft_data.check_shared_prefix(examples, shared)
+    seq_logprobs = make_sequence_logprobs(static, logit_chunk, mesh, shared)
     pairs = decision_pairs(examples, tokenizer)
     pair_prompt_buckets = tuple(sorted({_round_up(max(len(p.prompt_ids) for p in pairs))}))
     pair_response_buckets = (_round_up(max(len(p.response_ids) for p in pairs)),)
 
     def run(llm, exs, p_buckets, r_buckets) -> tuple[np.ndarray, np.ndarray]:
         sums, counts = [], []
-        for batch in _batches(exs, batch_size, p_buckets, r_buckets, pad_id):
+        for batch in _batches(exs, batch_size, p_buckets, r_buckets, pad_id, shared):
             s, c = seq_logprobs(llm, put_batch(batch, mesh, host_rows=False))   # every host: the whole batch
             n = int(batch["example_mask"].sum())
             sums.append(distributed.to_host(s)[:n])

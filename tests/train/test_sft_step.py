@@ -1,5 +1,6 @@
 """SFT step: masked response cross-entropy matches a full-logits reference; microbatching, remat and
 sharding do not change the result; training lowers the loss."""
+import dataclasses
 import functools
 
 import jax
@@ -7,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from r2rank_jax.data.errors import DataError
 from r2rank_jax.mesh import make_mesh
 from r2rank_jax.train import sft_data
 from r2rank_jax.train.optim import OptimConfig, learning_rate_schedule, make_optimizer
@@ -108,3 +110,61 @@ def test_non_finite_loss_skips_the_update():
     assert int(metrics["skipped"]) == 1 and int(new.step) == 0
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(new.llm)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _shared_examples(n=8, seed=0, shared=5):
+    """`random_examples` whose prompts all begin with the same `shared` tokens (an instruction block)."""
+    head = tuple(int(x) for x in np.random.default_rng(99).integers(3, 40, shared))
+    return [dataclasses.replace(e, prompt_ids=head + e.prompt_ids) for e in random_examples(n, seed=seed)]
+
+
+def test_shared_prefix_layout_then_the_rest_of_each_prompt_left_padded():
+    ex = _shared_examples(3, seed=1)
+    b = sft_data.Collate(4, (24,), (8,), pad_id=0, shared_prefix=5)(ex)
+    p = 24
+    for i, e in enumerate(ex):
+        n, m = len(e.prompt_ids), len(e.response_ids)
+        assert list(b["tokens"][i, :5]) == list(e.prompt_ids[:5]) and list(b["positions"][i, :5]) == list(range(5))
+        assert list(b["tokens"][i, p - n + 5:p]) == list(e.prompt_ids[5:])
+        assert list(b["positions"][i, p - n + 5:p + m]) == list(range(5, n + m))
+        assert (b["positions"][i, 5:p - n + 5] == -1).all() and list(b["tokens"][i, p:p + m]) == list(e.response_ids)
+    # The padding row carries the prefix too (any row can stand for it), and nothing else.
+    assert list(b["tokens"][3, :5]) == list(ex[0].prompt_ids[:5]) and (b["positions"][3, 5:] == -1).all()
+    assert not b["example_mask"][3]
+
+
+def test_shared_prefix_steps_equal_per_row_steps():
+    """Three steps on batches in the shared layout (one with a padding row, microbatches of 2 rows) give the same
+    losses and parameters as the same batches laid out per row."""
+    static, state = _state()
+    shared_step = make_sft_step(static, SFTConfig(microbatches=2, shared_prefix=5), learning_rate_schedule(OPT))
+    plain_step = make_sft_step(static, SFTConfig(microbatches=2), learning_rate_schedule(OPT))
+    states = {"shared": state, "plain": _state()[1]}
+    for i, n in enumerate((8, 8, 5)):
+        ex = _shared_examples(n, seed=i)
+        batches = {"shared": sft_data.Collate(8, (24,), (8,), 0, shared_prefix=5)(ex),
+                   "plain": sft_data.Collate(8, (24,), (8,), 0)(ex)}
+        losses = {}
+        for name, step in (("shared", shared_step), ("plain", plain_step)):
+            states[name], m = step(states[name], put_batch(batches[name]))
+            losses[name] = float(m["loss"])
+        assert losses["shared"] == pytest.approx(losses["plain"], rel=1e-5)
+    for a, b in zip(jax.tree.leaves(states["shared"].llm), jax.tree.leaves(states["plain"].llm)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    # The check can fail: a row whose first columns differ from row 0's is read per row by the plain step and
+    # through row 0's prefix by the shared one.
+    batch = sft_data.Collate(8, (24,), (8,), 0, shared_prefix=5)(_shared_examples(8, seed=0))
+    batch["tokens"][3, 2] = (batch["tokens"][3, 2] + 1) % 40
+    _, m = shared_step(_state()[1], put_batch(batch))
+    _, ref = plain_step(_state()[1], put_batch(batch))
+    assert abs(float(m["loss"]) - float(ref["loss"])) > 1e-4
+
+
+def test_a_prompt_without_the_shared_prefix_is_refused_by_name():
+    ex = _shared_examples(4)
+    ex[2] = dataclasses.replace(ex[2], prompt_ids=(39,) + ex[2].prompt_ids[1:])
+    with pytest.raises(DataError, match=r"random:3.*shared_prefix=5.*shares only its first 0 tokens"):
+        sft_data.make_dataset(ex, sft_data.SFTDataConfig(batch_size=2, prompt_buckets=(24,), response_buckets=(8,),
+                                                         shared_prefix=5), pad_id=0)
+    with pytest.raises(ValueError, match="shared_prefix must be in"):
+        sft_data.SFTDataConfig(prompt_buckets=(24,), shared_prefix=24)

@@ -34,7 +34,7 @@ def sft_data_config(cfg: ExperimentConfig) -> sft_data.SFTDataConfig:
     return sft_data.SFTDataConfig(
         batch_size=s.batch_size, seed=cfg.seed, too_long="skip",
         prompt_buckets=tuple(sorted({p + q for p in d.prefix_buckets for q in d.suffix_buckets})),
-        response_buckets=response_buckets)
+        response_buckets=response_buckets, shared_prefix=s.shared_prefix)
 
 
 def sft_loop(cfg: ExperimentConfig, resume: bool = False, has_eval: bool = True) -> LoopConfig:
@@ -84,6 +84,6 @@ def rollout_plan(cfg: ExperimentConfig) -> RolloutPlan:
 def plans(cfg: ExperimentConfig) -> dict[str, Any]:
     r = cfg.rl
     return {"sft.data": sft_data_config(cfg), "sft.loop": sft_loop(cfg), "sft.optim": optim_config(cfg.sft.optim),
-            "sft.step": SFTConfig(cfg.sft.microbatches), "sft.skipped": cfg.sft.steps == 0,
+            "sft.step": SFTConfig(cfg.sft.microbatches, shared_prefix=cfg.sft.shared_prefix), "sft.skipped": cfg.sft.steps == 0,
             "rl.config": rl_config(cfg), "rl.loop": rl_loop(cfg), "rl.rollout": rollout_plan(cfg),
             "rl.llm_optim": None if r.freeze_llm else optim_config(r.llm_optim), "rl.head_optim": optim_config(r.head_optim)}

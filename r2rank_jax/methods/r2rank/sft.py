@@ -68,7 +68,8 @@ def run(ctx: RunContext) -> dict:
     tok = common.tokenizer(cfg, wd, "sft")
     corpus = wd.require(wd.teacher / "corpus.jsonl", "sft", "synthesize")
     model, head = build_model(cfg, tok, mesh)
-    static, state, step_fn = common.sft_state_and_step(model, head, s.optim, s.microbatches, cfg.seed, mesh)
+    static, state, step_fn = common.sft_state_and_step(model, head, s.optim, s.microbatches, cfg.seed, mesh,
+                                                       s.shared_prefix)
     examples = sft_data.load_corpus(corpus, tok)
     if cfg.data.prompt_variant == "no_cot":
         examples = decision_only(examples, cfg, tok, wd)
