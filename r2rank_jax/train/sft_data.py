@@ -91,11 +91,11 @@ class SFTDataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"SFTDataConfig.batch_size must be >= 1, got {self.batch_size}")
+        for name in ("prompt_buckets", "response_buckets"):
+            buckets_.check(getattr(self, name), f"SFTDataConfig.{name}")
         if not 0 <= self.shared_prefix < self.prompt_buckets[0]:
             raise ValueError(f"SFTDataConfig.shared_prefix must be in [0, {self.prompt_buckets[0]}) (the smallest "
                              f"prompt bucket), got {self.shared_prefix}")
-        for name in ("prompt_buckets", "response_buckets"):
-            buckets_.check(getattr(self, name), f"SFTDataConfig.{name}")
         if self.too_long not in ("error", "skip"):
             raise ValueError(f"SFTDataConfig.too_long={self.too_long!r}: expected 'error' or 'skip'")
         if not 0 <= self.shard_index < self.shard_count:
