@@ -13,11 +13,11 @@ must agree). Lines: `sft_step causal blocks s: dense=<c> blocked=<b> ratio=<c/b>
 `sft_step shared prefix s: per_row=<b> shared=<d> ratio=<b/d> prefix=<N> rows_per_prefix=<K>`, then last
 `sft_step s: scan=<a> unrolled=<b> ratio=<a/b>` (medians).
 
-`shared` measures a lever the SFT step does not use yet: the first `--shared_prefix` columns are the same in
-each group of `--rows_per_prefix` rows (default: the whole batch shares the demo's 122-token chat header and
-instructions; 2 rows sharing ~225 tokens is a user's context shared by its two candidates), so they run once
-per group and the rows attend to their keys/values (`Decoder(context=)`, as RL's continuations do). Same
-math as per-row; its first loss must agree with the others.
+`shared`: the first `--shared_prefix` columns are the same in each group of `--rows_per_prefix` rows (default:
+the whole batch shares the demo's 122-token chat header and instructions, what `sft.shared_prefix` does; 2 rows
+sharing ~225 tokens is a user's context shared by its two candidates), so they run once per group and the rows
+attend to their keys/values (`response_logprobs(shared_prefix=, rows_per_prefix=)`). Same math as per-row; its
+first loss must agree with the others.
 """
 from __future__ import annotations
 
@@ -31,27 +31,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from r2rank_jax.models.attention import causal_block_count
 from r2rank_jax.models.config import ModelConfig
-from r2rank_jax.models.decoder import Decoder, context_from_kv
+from r2rank_jax.models.decoder import Decoder
 from r2rank_jax.train.sft import response_logprobs
-from r2rank_jax.train.token_logprobs import token_logprobs
-
-
-def shared_prefix_logprobs(model, tokens: jax.Array, positions: jax.Array, response_len: int, prefix: int,
-                           rows_per_prefix: int) -> jax.Array:
-    """`response_logprobs` when the first `prefix` columns repeat in each group of `rows_per_prefix` rows: the
-    prefix runs once per group, the rest of each row attends to its keys/values. tokens, positions `[B, P+R]`
-    → `[B, R]`."""
-    b, width = tokens.shape
-    p = width - response_len
-    pre = model(tokens[::rows_per_prefix, :prefix], positions[::rows_per_prefix, :prefix], return_kv=True,
-                causal_blocks=causal_block_count(prefix))
-    context = context_from_kv(pre.kv, positions[::rows_per_prefix, :prefix])
-    rest = model(tokens[:, prefix:], positions[:, prefix:], context=context,
-                 causal_blocks=causal_block_count(width - prefix)).hidden
-    h = jax.lax.slice_in_dim(rest, p - 1 - prefix, p - 1 - prefix + response_len, axis=1)
-    return token_logprobs(model, h, tokens[:, p:], 1.0)[0]
 
 
 def make_step(scan_layers: bool, response: int, vocab: int, blocked: bool = True, prefix: int = 0,
@@ -66,7 +48,8 @@ def make_step(scan_layers: bool, response: int, vocab: int, blocked: bool = True
         def loss(p):
             model = nnx.merge(graphdef, p)
             if prefix:
-                return -jnp.mean(shared_prefix_logprobs(model, tokens, positions, response, prefix, rows_per_prefix))
+                return -jnp.mean(response_logprobs(model, tokens, positions, response, shared_prefix=prefix,
+                                                   rows_per_prefix=rows_per_prefix))
             return -jnp.mean(response_logprobs(model, tokens, positions, response, blocked_attention=blocked))
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)

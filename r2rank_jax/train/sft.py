@@ -45,12 +45,15 @@ class SFTConfig:
 
 
 def response_logprobs(model, tokens: jax.Array, positions: jax.Array, response_len: int,
-                      chunk: int = 64, blocked_attention: bool = True, shared_prefix: int = 0) -> jax.Array:
+                      chunk: int = 64, blocked_attention: bool = True, shared_prefix: int = 0,
+                      rows_per_prefix: int = 0) -> jax.Array:
     """tokens, positions `[B, P+R]` → log p(response token r | everything before) `[B, R]` float32.
 
     blocked_attention=False: dense `[T, T]` attention (the reference `bench.sft_step` compares with).
     shared_prefix=N: columns `[:, :N]` are the same in every row (`sft_data`'s shared layout); they run once, on
-    row 0, and every row's other columns attend to their keys and values: the same log-probs and gradients."""
+    row 0, and every row's other columns attend to their keys and values: the same log-probs and gradients.
+    rows_per_prefix=K (0: the whole batch): the first N columns repeat in each group of K consecutive rows instead,
+    and run once per group (`bench.sft_step` measures this)."""
     p = tokens.shape[1] - response_len
     if p < 1:
         raise ValueError(f"a batch of width {tokens.shape[1]} has no prompt columns before its {response_len} "
@@ -60,9 +63,10 @@ def response_logprobs(model, tokens: jax.Array, positions: jax.Array, response_l
     # A left-padded prompt then a right-padded response: causal slot order, so the blocked attention is exact.
     blocks = (lambda width: causal_block_count(width)) if blocked_attention else (lambda width: None)
     if shared_prefix:
-        pre = model(tokens[:1, :shared_prefix], positions[:1, :shared_prefix], return_kv=True,
+        group = rows_per_prefix or tokens.shape[0]
+        pre = model(tokens[::group, :shared_prefix], positions[::group, :shared_prefix], return_kv=True,
                     causal_blocks=blocks(shared_prefix))
-        context = context_from_kv(pre.kv, positions[:1, :shared_prefix])
+        context = context_from_kv(pre.kv, positions[::group, :shared_prefix])
         rest = tokens.shape[1] - shared_prefix
         hidden = model(tokens[:, shared_prefix:], positions[:, shared_prefix:], context=context,
                        causal_blocks=blocks(rest)).hidden                           # [B, P+R-N, D]

@@ -43,7 +43,7 @@ def test_shared_prefix_equals_per_row_log_probs_and_gradients():
 
     def loss(p, shared):
         model = nnx.merge(graphdef, p)
-        lp = (sft_step.shared_prefix_logprobs(model, tokens, positions, 6, 9, 2) if shared
+        lp = (response_logprobs(model, tokens, positions, 6, shared_prefix=9, rows_per_prefix=2) if shared
               else response_logprobs(model, tokens, positions, 6))
         return jnp.sum(lp * jnp.arange(1, 7)), lp
 
@@ -54,5 +54,5 @@ def test_shared_prefix_equals_per_row_log_probs_and_gradients():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
     # A prefix that differs within a group is not what the shared path computes: the check can fail.
     other = tokens.at[1, 3].set((tokens[1, 3] + 1) % 50)
-    wrong = sft_step.shared_prefix_logprobs(nnx.merge(graphdef, params), other, positions, 6, 9, 2)
+    wrong = response_logprobs(nnx.merge(graphdef, params), other, positions, 6, shared_prefix=9, rows_per_prefix=2)
     assert not np.allclose(np.asarray(wrong[1]), np.asarray(response_logprobs(nnx.merge(graphdef, params), other, positions, 6)[1]), atol=1e-5)
