@@ -33,7 +33,9 @@ machine, or a second process on a free core; one study process per workdir): eac
 finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
 W2 may be an archive (`r2rank_jax.study_archive`: the score files and curves of finished units, no checkpoints),
 so a machine that lost the workdirs rejoins the committed rows; a unit that reads an archived unit's checkpoints
-(no_cot, the analyses) then refuses to run.
+(no_cot, the analyses) then refuses to run. An archive's *partial* unit (stopped mid-eval, its score journals
+archived) that has not started here starts with those journals (`import_partial`): its training stages run
+again, and its eval replays the archived batches if they retrain the same parameters bit for bit.
 
 After every finished unit and at the end: ``W/results.json`` and ``W/results.md``, one table per protocol
 (those named, main first, then every other one the study has prepared) of every finished, current method's
@@ -586,6 +588,28 @@ def import_unit(unit: Unit, theirs: Mapping[str, Any], source: pathlib.Path, sta
     state.save()
 
 
+def partial_importable(unit: Unit, theirs: Mapping[str, Any] | None, content: str | None) -> bool:
+    """Whether an archive's partial entry (`r2rank_jax.study_archive`) continues `unit` here: the same config
+    hash, on a benchmark with this study's content hash."""
+    return (theirs is not None and theirs.get("hash") == unit.hash and content is not None
+            and theirs.get("content_hash") == content)
+
+
+def import_partial(unit: Unit, theirs: Mapping[str, Any], source: pathlib.Path, state: StudyState) -> int:
+    """Starts `unit` (not started here) with an archive's eval journals: copies them into its run and records
+    the unit as running with its eval stage started, so that the eval continues them (``--resume``) once the
+    training stages have run again. Returns the number of journaled batches."""
+    there = source / unit.protocol / unit.name
+    for rel in theirs["files"]:
+        (unit.run.workdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(there / rel, unit.run.workdir / rel)
+    state.data["units"][unit.key] = {"hash": unit.hash, "status": "running", "workdir": str(unit.run.workdir),
+                                     "started": time.time(), "config": unit.config, "stages": {"eval": _new_stage()},
+                                     "journals_from": str(there)}
+    state.save()
+    return sum(int(n) for n in theirs.get("batches", {}).values())
+
+
 def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], stage: str,
                    started: bool = False) -> tuple[str, list[str]]:
     """(module, arguments) of one stage of `unit`. A classic baseline is called as the eval stage calls it
@@ -906,6 +930,12 @@ def main(argv: list[str] | None = None) -> int:
                         _write_results(root, summarize(root, everything, state))
                         continue
                     print(f"# {unit.key}: not imported from {source} ({why})", flush=True)
+                    partial = theirs.data.get("partial", {}).get(unit.key)
+                    if state.unit(unit.key) is None and partial_importable(
+                            unit, partial, _content_hash(_benchmark(root, unit.protocol))):
+                        batches = import_partial(unit, partial, source, state)
+                        print(f"# {unit.key}: {batches} journaled eval batches from {source}; replayed if the stages "
+                              "before retrain their checkpoints bit for bit", flush=True)
                 print(f"# {unit.key}: {'continues' if status(unit, state) == 'resume' else 'starts'}", flush=True)
                 if not run_unit(unit, state, root, args.config, extra, children):
                     stopped = True

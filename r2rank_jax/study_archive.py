@@ -10,13 +10,23 @@ copied: checkpoints, the teacher corpus, the logged rationales, the full-split s
 baselines. ``DIR/study.json`` holds the units' entries (config hash, content hash of the benchmark, cost),
 each marked ``"archived"``; units already in ``DIR`` are kept unless this study finished them too.
 
+A unit still running (stopped at a session's end) whose eval has journaled batches (``eval/scores/
+NAME.journal.jsonl``, `r2rank_jax.eval.journal`) is archived as *partial*: its journals, under
+``DIR/PROTOCOL/METHOD/``, and an entry in ``DIR/study.json``'s ``"partial"`` map (config hash, the benchmark's
+content hash, the batches per journal). A study that imports the archive and has not started that unit
+copies the journals into its own run and continues it: the training stages run again and, where they
+retrain the checkpoints bit for bit (the journal's fingerprint holds their parameter digests; the same
+code on a machine with the same float rounding), the eval replays the archived batches instead of
+scoring them again. The unit's later finished archive replaces its partial one.
+
 ``DIR`` is then a study workdir that ``python -m r2rank_jax.study ... --import_from DIR`` reads: a machine
 that lost the study's workdirs prepares the benchmark again (seconds; its content hash must match) and
 imports the archived units, so every later method is compared, user by user, with the same rows. A unit
 that starts from an archived one (``no_cot`` from r2rank's SFT, the ``analyses`` of r2rank's run) refuses
 to run: the archive keeps no checkpoint.
 
-The last stdout line is one JSON object: ``{"archive": DIR/study.json, "archived": [...], "bytes": N}``.
+The last stdout line is one JSON object: ``{"archive": DIR/study.json, "archived": [...], "partial": [...],
+"skipped": {...}, "bytes": N}``.
 """
 from __future__ import annotations
 
@@ -25,9 +35,11 @@ import json
 import pathlib
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from r2rank_jax.eval.journal import SUFFIX as JOURNAL_SUFFIX
 from r2rank_jax.study import METHODS, PREPARE, StudyState
 
 ANALYSES_SUFFIXES = (".json", ".md", ".png")
@@ -50,10 +62,35 @@ def unit_files(unit_dir: pathlib.Path, name: str) -> list[pathlib.Path]:
     return out
 
 
+def journal_files(unit_dir: pathlib.Path) -> list[pathlib.Path]:
+    """The eval score journals of an unfinished unit, relative to `unit_dir` (none: [])."""
+    scores = unit_dir / "eval" / "scores"
+    return sorted(p.relative_to(unit_dir) for p in scores.glob(f"*{JOURNAL_SUFFIX}")) if scores.is_dir() else []
+
+
+def _batches(path: pathlib.Path) -> int:
+    """Complete batch lines of a journal (the header and a line cut short by a kill not counted)."""
+    text = path.read_text(encoding="utf-8")
+    return max(0, text.count("\n") - 1)
+
+
+def _copy(unit_dir: pathlib.Path, files: Sequence[pathlib.Path], dest: pathlib.Path) -> int:
+    """Replaces `dest` by the `files` of `unit_dir`; their size in bytes."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    size = 0
+    for rel in files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(unit_dir / rel, dest / rel)
+        size += (dest / rel).stat().st_size
+    return size
+
+
 def archive(root: pathlib.Path, out: pathlib.Path, only: Sequence[str] | None = None) -> dict[str, Any]:
-    """Archives the finished units of the study in `root` (those of methods `only`, default all) into `out`:
-    {"archived": [KEY, ...], "skipped": {KEY: why}, "bytes": size of the files copied}. The protocols'
-    prepare entries are recorded (their content hash), never their data."""
+    """Archives the finished units of the study in `root` (those of methods `only`, default all) into `out`,
+    and the eval journals of its running ones (module docstring): {"archived": [KEY, ...], "partial": [KEY,
+    ...], "skipped": {KEY: why}, "bytes": size of the files copied}. The protocols' prepare entries are
+    recorded (their content hash), never their data."""
     state = StudyState(root)
     if not state.exists:
         raise FileNotFoundError(f"{state.path}: no study there")
@@ -62,14 +99,13 @@ def archive(root: pathlib.Path, out: pathlib.Path, only: Sequence[str] | None = 
     target = StudyState(out)
     target.data.setdefault("units", {})
     target.data.update(archive_of=str(root), config=state.data.get("config"), overrides=state.data.get("overrides", []))
-    archived, skipped, size = [], {}, 0
+    partial_entries = target.data.setdefault("partial", {})
+    archived, partial, skipped, size = [], [], {}, 0
     for key, entry in state.data["units"].items():
         protocol, _, name = key.partition("/")
-        if entry.get("status") != "finished":
-            skipped[key] = "not finished"
-            continue
         if name == PREPARE:
-            target.data["units"][key] = {**entry, "archived": {"from": entry.get("workdir"), "files": []}}
+            if entry.get("status") == "finished":
+                target.data["units"][key] = {**entry, "archived": {"from": entry.get("workdir"), "files": []}}
             continue
         if name not in METHODS:
             skipped[key] = "not a method of this version's study"
@@ -77,19 +113,34 @@ def archive(root: pathlib.Path, out: pathlib.Path, only: Sequence[str] | None = 
         if only is not None and name not in only:
             continue
         unit_dir = pathlib.Path(entry["workdir"])
-        files = unit_files(unit_dir, name)
         dest = out / protocol / name
-        if dest.exists():
-            shutil.rmtree(dest)
-        for rel in files:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(unit_dir / rel, dest / rel)
-            size += (dest / rel).stat().st_size
+        if entry.get("status") != "finished":
+            journals = journal_files(unit_dir)
+            held = target.data["units"].get(key)
+            if not journals:
+                skipped[key] = "not finished (no eval batch journaled yet)"
+            elif held is not None and held.get("hash") == entry.get("hash"):
+                skipped[key] = "not finished here; the archive holds it finished"
+            else:
+                size += _copy(unit_dir, journals, dest)
+                target.data["units"].pop(key, None)
+                prepare = state.unit(f"{protocol}/{PREPARE}") or {}
+                partial_entries[key] = {"hash": entry["hash"], "config": entry.get("config"),
+                                        "content_hash": prepare.get("content_hash"), "from": str(unit_dir),
+                                        "archived_at": time.time(), "files": [str(p) for p in journals],
+                                        "batches": {str(p): _batches(dest / p) for p in journals}}
+                partial.append(key)
+            continue
+        files = unit_files(unit_dir, name)
+        size += _copy(unit_dir, files, dest)
+        partial_entries.pop(key, None)
         target.data["units"][key] = {**json.loads(json.dumps(entry)), "workdir": str(dest),
                                      "archived": {"from": str(unit_dir), "files": [str(p) for p in files]}}
         archived.append(key)
+    if not partial_entries:
+        target.data.pop("partial")
     target.save()
-    return {"archived": archived, "skipped": skipped, "bytes": size}
+    return {"archived": archived, "partial": partial, "skipped": skipped, "bytes": size}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {key}: not archived ({why})", flush=True)
     for key in result["archived"]:
         print(f"# {key}: archived", flush=True)
+    for key in result["partial"]:
+        print(f"# {key}: not finished; its eval journals archived (partial)", flush=True)
     print(json.dumps({"archive": str(out / "study.json"), **result}))
     return 0
 

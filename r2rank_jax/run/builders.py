@@ -70,14 +70,30 @@ def logger(wd: Workdir, stage: str, total_steps: int) -> MetricsLogger:
     return MetricsLogger(wd.root, stage, total_steps=total_steps)
 
 
+def evaluated_step(ckpt: Checkpointer) -> int | None:
+    """The step a run's evaluation reads: the best checkpoint, else the latest; None when there is none."""
+    step = ckpt.best_step()
+    return ckpt.latest_step() if step is None else step
+
+
+def checkpoint_digest(run_dir) -> str | None:
+    """"STEP:sha256" of the parameters `restore_params` would load from RUN_DIR/checkpoints (bitwise-equal
+    parameters, equal digests: `Checkpointer.params_digest`); None when it holds no checkpoint."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return None
+    with Checkpointer.reopen(ckpt_dir) as ckpt:
+        step = evaluated_step(ckpt)
+        return None if step is None else f"{step}:{ckpt.params_digest(step)}"
+
+
 def restore_params(model, head, run_dir) -> int | None:
     """Loads the best (else latest) checkpoint of RUN_DIR/checkpoints into (model, head); its step, or None."""
     ckpt_dir = run_dir / "checkpoints"
     if not ckpt_dir.is_dir():
         return None
     with Checkpointer.reopen(ckpt_dir) as ckpt:
-        step = ckpt.best_step()
-        step = ckpt.latest_step() if step is None else step
+        step = evaluated_step(ckpt)
         if step is None:
             return None
         target = {"llm": nnx.split(model)[1], "head": nnx.split(head)[1]}

@@ -58,23 +58,26 @@ def _baseline_scores(name: str, args: list[str], wd: Workdir, split: str, record
     return write_subset(full, records, out_dir / f"{name}.jsonl")
 
 
-def _fingerprint(cfg: ExperimentConfig, wd: Workdir, name: str) -> str:
-    """What a method's scores depend on: the resolved config, the method and every file of the run's
-    checkpoints (path, size, mtime), so a journal outlives neither a retrained checkpoint nor a new config."""
+def _checkpoints(wd: Workdir) -> str:
+    """The SFT and RL checkpoints an eval reads, as their step and parameter digest."""
+    return "".join(f"{run_dir.name}:{common.checkpoint_digest(run_dir)}\n" for run_dir in (wd.sft, wd.rl))
+
+
+def _fingerprint(cfg: ExperimentConfig, wd: Workdir, name: str, checkpoints: str | None = None) -> str:
+    """What a method's scores depend on: the resolved config, the method and the parameters of the SFT and
+    RL checkpoints the eval reads (their step and content digest, `run.builders.checkpoint_digest`). So a
+    journal outlives neither a new config nor a checkpoint retrained to other parameters, and replays on
+    a run retrained bit for bit (the study's runs continued on a new machine from an archive's journals)."""
     h = hashlib.sha256(json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode())
     h.update(name.encode())
-    for directory in (wd.sft / "checkpoints", wd.rl / "checkpoints"):
-        for f in sorted(directory.rglob("*")) if directory.is_dir() else ():
-            if f.is_file():
-                st = f.stat()
-                h.update(f"{f.relative_to(wd.root)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update((_checkpoints(wd) if checkpoints is None else checkpoints).encode())
     return h.hexdigest()
 
 
-def _journal(ctx: RunContext, scores_dir: pathlib.Path, name: str):
+def _journal(ctx: RunContext, scores_dir: pathlib.Path, name: str, checkpoints: str):
     """NAME's score journal (`eval.journal`): replayed with `--resume`, else started again."""
-    return journal.journaling(scores_dir / f"{name}{journal.SUFFIX}", _fingerprint(ctx.cfg, ctx.wd, name),
-                              resume=ctx.resume)
+    return journal.journaling(scores_dir / f"{name}{journal.SUFFIX}",
+                              _fingerprint(ctx.cfg, ctx.wd, name, checkpoints), resume=ctx.resume)
 
 
 def _drop_journals(scores_dir: pathlib.Path) -> None:
@@ -110,11 +113,12 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     extras: dict[str, dict] = {}
     skipped = []
     inp = ScoreInput(hosts.ctx, tok, hosts.source(source), hosts.block, hosts.scores_dir, hosts.user_ids)
+    checkpoints = _checkpoints(wd)
     for name in plan.order:
         if name not in plan.scorers:       # another method's checkpoint scorer (plan.unavailable says why)
             skipped.append(name)
             continue
-        with _journal(ctx, hosts.scores_dir, name):
+        with _journal(ctx, hosts.scores_dir, name, checkpoints):
             out = plan.scorers[name](inp)
         if out is None:
             skipped.append(name)
@@ -125,7 +129,7 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
     listwise_parse = None
     if e.listwise:
         listwise_builder, _ = common.prompts_and_pipeline(cfg, tok, wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users))
-        with _journal(ctx, hosts.scores_dir, "zero_shot_listwise"):
+        with _journal(ctx, hosts.scores_dir, "zero_shot_listwise", checkpoints):
             _, listwise_parse = zero_shot_listwise(cfg, tok, hosts.ctx.mesh, hosts.block, listwise_builder,
                                                    hosts.scores_dir)
     merged = hosts.merge([*paths, *listwise], extras, listwise_parse)

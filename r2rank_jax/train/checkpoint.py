@@ -25,6 +25,7 @@ step directory and the offending entries.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 from collections.abc import Mapping
@@ -264,6 +265,27 @@ class Checkpointer:
         step = self._resolve(step)
         self._check(step, {"params": abstract_params})
         return self._restore(step, params=ocp.args.StandardRestore(abstract_params))["params"]
+
+    def params_digest(self, step: int | None = None) -> str:
+        """sha256 of ``step``'s ``{"llm", "head"}`` (default: latest): every leaf's path, dtype, shape and
+        bytes, restored onto the host CPU. Two checkpoints have the same digest exactly when their
+        parameters are bitwise equal, whatever their files' names and times or the mesh that saved them
+        (a run retrained on a machine with the same float rounding: `stages.evaluate`'s score journals)."""
+        step = self._resolve(step)
+        self._require_items(step, ("params",))
+        try:
+            saved = self.manager.item_metadata(step)["params"]
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{self.step_dir(step)}: unreadable item metadata ({type(e).__name__}: {e})") from e
+        host = SingleDeviceSharding(jax.devices("cpu")[0])
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=host), saved)
+        params = self._restore(step, params=ocp.args.StandardRestore(target))["params"]
+        digest = hashlib.sha256()
+        for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda kv: jax.tree_util.keystr(kv[0])):
+            arr = np.asarray(leaf)
+            digest.update(f"{jax.tree_util.keystr(path)}:{arr.dtype}:{arr.shape}\n".encode())
+            digest.update(np.ascontiguousarray(arr).tobytes())
+        return digest.hexdigest()
 
     def restore(self, abstract_state: TrainState, step: int | None = None,
                 data_iter: grain.DatasetIterator | None = None) -> TrainState:

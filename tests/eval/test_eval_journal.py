@@ -103,22 +103,45 @@ def test_eval_killed_mid_way_resumes_from_its_journals_to_the_same_files(debug_r
             == json.loads((debug_run / "eval" / "results.json").read_text())["methods"])
 
 
-def test_the_fingerprint_follows_the_config_the_method_and_the_checkpoints(tmp_path):
+def test_the_fingerprint_follows_the_config_the_method_and_the_checkpoints_content(tmp_path):
+    """The journal's fingerprint: the config, the method, and the parameters of the checkpoints the eval
+    reads, not their files: a copy (other mtimes: a run retrained bit for bit) keeps it, other
+    parameters or another evaluated step change it."""
     import dataclasses
-    import os
+
+    import jax
 
     from r2rank_jax.config import load_config_file
     from r2rank_jax.run.workdir import Workdir
     from r2rank_jax.stages.evaluate import _fingerprint
+    from r2rank_jax.train.checkpoint import CheckpointConfig, Checkpointer, train_metadata
+    from r2rank_jax.train.optim import OptimConfig, make_optimizer
+    from r2rank_jax.train.state import create_train_state
+    from tests.train.rl_fixtures import TINY, tiny_models
 
-    cfg, wd = load_config_file(DEBUG), Workdir(tmp_path)
-    ckpt = tmp_path / "rl" / "checkpoints" / "2" / "state"
-    ckpt.mkdir(parents=True)
-    (ckpt / "data").write_bytes(b"x")
+    def save(run_dir, seed, steps):
+        model, head = tiny_models(seed, TINY)
+        tx = make_optimizer(OptimConfig(1e-3))
+        _, state = create_train_state(model, head, tx, tx, jax.random.PRNGKey(seed))
+        with Checkpointer(CheckpointConfig(str(run_dir / "checkpoints")), train_metadata(TINY, head)) as ckpt:
+            for step in steps:
+                ckpt.save(step, state)
+
+    cfg, wd = load_config_file(DEBUG), Workdir(tmp_path / "run")
+    assert _fingerprint(cfg, wd, "r2rank") != ""                      # no checkpoint yet: a fingerprint still
+    save(wd.sft, 0, [4])
+    save(wd.rl, 1, [2])
     base = _fingerprint(cfg, wd, "r2rank")
     assert _fingerprint(cfg, wd, "r2rank") == base
     assert _fingerprint(cfg, wd, "sft_only") != base
     assert _fingerprint(dataclasses.replace(cfg, seed=cfg.seed + 1), wd, "r2rank") != base
-    st = (ckpt / "data").stat()
-    os.utime(ckpt / "data", ns=(st.st_atime_ns, st.st_mtime_ns + 1))       # a retrained checkpoint
+    copy = Workdir(tmp_path / "copy")
+    for part in ("sft", "rl"):
+        shutil.copytree(tmp_path / "run" / part, tmp_path / "copy" / part)
+    assert _fingerprint(cfg, copy, "r2rank") == base
+    shutil.rmtree(wd.rl)
+    save(wd.rl, 2, [2])                                                   # retrained to other parameters
     assert _fingerprint(cfg, wd, "r2rank") != base
+    shutil.rmtree(copy.rl)
+    save(copy.rl, 1, [3])                                                 # the same parameters at another step
+    assert _fingerprint(cfg, copy, "r2rank") != base

@@ -387,6 +387,89 @@ def test_an_archive_keeps_the_scores_not_the_checkpoints_and_is_imported(resumed
     assert "no study there" in capsys.readouterr().err
 
 
+class _Killed(Exception):
+    pass
+
+
+def test_a_unit_archived_mid_eval_continues_from_its_journals_on_a_fresh_machine(resumed, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A study stopped in R2Rank's eval is archived with its score journal (partial); a fresh study importing
+    the archive retrains SFT and RL bit for bit (the journal's fingerprint holds their parameter digests),
+    so its eval replays the archived batch (scores altered in the archive, to see them come back) and
+    scores the rest as the source did."""
+    from r2rank_jax import launch
+    from r2rank_jax.eval import journal
+
+    source = tmp_path / "source"
+    shutil.copytree(resumed[0], source, symlinks=True)
+    state = json.loads((source / "study.json").read_text())
+    r2rank = state["units"]["uniform/r2rank"]
+    r2rank.update(status="running", workdir=str(source / "uniform" / "r2rank"))
+    r2rank["stages"]["eval"]["finished"] = False
+    r2rank.pop("finished")
+    for key, entry in state["units"].items():
+        entry["workdir"] = str(source / key)
+    (source / "study.json").write_text(json.dumps(state))
+    extra = [a for a in SMALL if a.startswith("--config.")]
+    unit = next(u for u in study.plan(DEBUG, extra, source, ["uniform"], ["uniform"], ["r2rank"])
+                if u.key == "uniform/r2rank")
+    put = journal.Section.put
+
+    def put_then_kill(self, batch, users, payload):
+        put(self, batch, users, payload)
+        raise _Killed
+
+    monkeypatch.setattr(journal.Section, "put", put_then_kill)
+    with pytest.raises(_Killed):                                      # killed after its first scored batch
+        launch.main(runner.launch_argv(unit.run, DEBUG, extra, "eval", resume=False))
+    monkeypatch.undo()
+
+    arc = tmp_path / "archive"
+    assert study_archive.main([f"--workdir={source}", f"--out={arc}"]) == 0
+    last = _last_json(capsys.readouterr().out)
+    assert last["archived"] == ["uniform/popularity"] and last["partial"] == ["uniform/r2rank"]
+    archived = json.loads((arc / "study.json").read_text())
+    assert "uniform/r2rank" not in archived["units"]
+    partial = archived["partial"]["uniform/r2rank"]
+    name = "eval/scores/r2rank.journal.jsonl"
+    assert partial["files"] == [name] and partial["batches"] == {name: 1} and partial["hash"] == unit.hash
+    header, line = (arc / "uniform" / "r2rank" / name).read_text().splitlines()
+    batch = json.loads(line)
+    batch["payload"]["scores"] = [[7.0 + k for k, _ in enumerate(row)] for row in batch["payload"]["scores"]]
+    (arc / "uniform" / "r2rank" / name).write_text(f"{header}\n{json.dumps(batch)}\n")
+
+    here = tmp_path / "here"
+    out = _study(here, ONLY, *SMALL, f"--import_from={arc}").stdout
+    assert "# uniform/r2rank: 1 journaled eval batches from" in out
+    launched = [line.split("--workdir=")[1] for line in out.splitlines() if line.startswith("python -m ")]
+    assert launched == [f"{here}/uniform/prepare prepare"] + \
+        [f"{here}/uniform/r2rank {stage}" for stage in ("synthesize", "sft", "rl")] + [f"{here}/uniform/r2rank --resume eval"]
+    def scores(root):
+        sf = read_score_file(root / "uniform" / "r2rank" / "eval" / "scores" / "r2rank.jsonl")
+        return dict(zip(sf.user_ids, sf.scores))
+
+    theirs, ours = scores(resumed[0]), scores(here)
+    replayed = set(batch["users"])
+    assert set(ours) == set(theirs) and replayed < set(ours)
+    for user in ours:
+        if user in replayed:
+            assert list(ours[user]) == [7.0 + k for k in range(len(ours[user]))], user
+        else:
+            assert list(ours[user]) == list(theirs[user]), user
+    for stem in ("sft_only.jsonl", "r2rank.rationales.jsonl"):
+        rel = pathlib.Path("uniform", "r2rank", "eval", "scores", stem)
+        assert (here / rel).read_bytes() == (resumed[0] / rel).read_bytes(), stem
+    final = json.loads((here / "study.json").read_text())["units"]["uniform/r2rank"]
+    assert final["status"] == "finished" and final["journals_from"] == str(arc / "uniform" / "r2rank")
+
+    assert study_archive.main([f"--workdir={here}", f"--out={arc}"]) == 0   # finished: replaces the partial
+    assert _last_json(capsys.readouterr().out)["archived"] == ["uniform/popularity", "uniform/r2rank"]
+    assert "partial" not in json.loads((arc / "study.json").read_text())
+    assert not (arc / "uniform" / "r2rank" / name).exists()
+    assert not study.partial_importable(unit, {**partial, "hash": "0" * 64}, partial["content_hash"])
+    assert not study.partial_importable(unit, partial, "f" * 64)
+
+
 def test_finished_study_is_skipped_and_a_changed_config_refused(resumed, tmp_path, capsys):
     workdir = tmp_path / "study"
     shutil.copytree(resumed[0], workdir, symlinks=True)

@@ -131,3 +131,33 @@ def test_failed_save_never_becomes_latest(tmp_path):
         assert ckpt.latest_step() == 1
         ckpt.restore(abstract_like(state))
     assert not any("tmp" in p.name for p in killed.iterdir())  # cleaned up when reopened
+
+
+def test_params_digest_follows_the_parameters_only(tmp_path):
+    """Equal parameters, equal digests: whatever the step, directory, mesh or optimizer state; one value
+    moved by one ulp, another digest."""
+    state, meta = _state()
+    digests = {}
+
+    def digest(name, st, step=5, mesh=None):
+        if mesh is not None:
+            target, _ = _state(mesh, seed=1)
+            st = jax.tree.map(lambda x, t: jax.device_put(x, t.sharding), st, target)
+        with Checkpointer(CheckpointConfig(str(tmp_path / name)), meta) as ckpt:
+            ckpt.save(step, st)
+            ckpt.wait()
+            digests[name] = ckpt.params_digest()
+        return digests[name]
+
+    base = digest("base", state)
+    assert len(base) == 64 and base == digest("other_step_and_dir", state, step=9)
+    assert base == digest("fsdp8", state, mesh=make_mesh("fsdp:8", devices=jax.devices()))
+    opt_moved = state.replace(llm_opt=jax.tree.map(lambda x: x + 1 if np.issubdtype(x.dtype, np.floating) else x,
+                                                   state.llm_opt), step=state.step + 3)
+    assert base == digest("other_optimizer_state", opt_moved)
+    b1 = state.head["b1"][...]
+    nudged = np.asarray(b1).copy()
+    nudged[0] = np.nextafter(nudged[0], np.float32(np.inf))
+    head = jax.tree.map(lambda x: x, state.head)
+    head["b1"] = head["b1"].replace(jax.numpy.asarray(nudged))
+    assert base != digest("one_ulp", state.replace(head=head))
