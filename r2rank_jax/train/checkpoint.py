@@ -277,7 +277,7 @@ class Checkpointer:
             saved = self.manager.item_metadata(step)["params"]
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{self.step_dir(step)}: unreadable item metadata ({type(e).__name__}: {e})") from e
-        host = SingleDeviceSharding(jax.devices("cpu")[0])
+        host = SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=host), saved)
         params = self._restore(step, params=ocp.args.StandardRestore(target))["params"]
         digest = hashlib.sha256()
