@@ -108,10 +108,17 @@ def test_games_config_is_the_protocol(tmp_path):
 def test_the_committed_archive_is_current_for_the_study_config(tmp_path):
     """docs/study/archive (the study's finished units, committed as they finish): every archived unit is what
     configs/study_games.py plans now, with its files there, so `--import_from docs/study/archive` imports it
-    instead of running it again. A config change that invalidates archived results fails here."""
+    instead of running it again (a partial unit's journals: continues it). A config change that invalidates
+    archived results fails here."""
     archive = ROOT / "docs" / "study" / "archive"
-    entries = json.loads((archive / "study.json").read_text())["units"]
+    saved = json.loads((archive / "study.json").read_text())
+    entries = saved["units"]
     units = {u.key: u for u in study.plan(GAMES, [], tmp_path, list(study.PROTOCOLS), [study.MAIN_PROTOCOL])}
+    for key, partial in saved.get("partial", {}).items():          # a running unit's eval journals
+        assert key not in entries and study.partial_importable(units[key], partial, partial["content_hash"]), key
+        assert partial["content_hash"] == entries[f"{key.split('/')[0]}/prepare"]["content_hash"], key
+        for name in partial["files"]:
+            assert (archive / key / name).is_file(), f"{key}: {name}"
     assert {"popularity/prepare", "popularity/sasrec", "uniform/lightgcn"} <= set(entries)
     for key, entry in entries.items():
         assert entry["status"] == "finished" and study.is_current(units[key], entry), key
