@@ -128,10 +128,11 @@ def test_the_fingerprint_follows_the_config_the_method_and_the_checkpoints_conte
                 ckpt.save(step, state)
 
     cfg, wd = load_config_file(DEBUG), Workdir(tmp_path / "run")
-    assert _fingerprint(cfg, wd, "r2rank") != ""                      # no checkpoint yet: a fingerprint still
+    before = _fingerprint(cfg, wd, "r2rank")                          # no checkpoint yet
     save(wd.sft, 0, [4])
     save(wd.rl, 1, [2])
     base = _fingerprint(cfg, wd, "r2rank")
+    assert base != before
     assert _fingerprint(cfg, wd, "r2rank") == base
     assert _fingerprint(cfg, wd, "sft_only") != base
     assert _fingerprint(dataclasses.replace(cfg, seed=cfg.seed + 1), wd, "r2rank") != base
