@@ -5,7 +5,9 @@ scores `[U, K]` = log P("Recommend") − log P("Not Recommend") at the answer (`
 
 - without a sampler (zero-shot pointwise): the context is the prompt followed by ``<answer>``;
 - with a sampler (SFT-only): the model first writes its rationale greedily (stopping at
-  ``</answer>`` or EOS), which is cut right after its ``<answer>`` tag, or gets the tag appended.
+  ``</answer>`` or EOS), which is cut right after its ``<answer>`` tag, or gets the tag appended; the
+  answer is read on from the decode's own KV cache (`AnswerScorer.logprobs_after_decode`), with the
+  tokens past the cut masked out, instead of prefilling prompt and rationale a second time.
 
 It counts how many rationales wrote the tag themselves (`tag_rate`).
 """
@@ -49,18 +51,13 @@ class VerbalizedBatchScorer:
     def restore_journal_state(self, state: dict[str, int]) -> None:
         self.rationales, self.tagged = int(state["rationales"]), int(state["tagged"])
 
-    def _answers(self, batch, prefixes, suffixes, key) -> list[list[int]]:
-        """Per row (u * K + k): the tokens between the prompt and the answer."""
-        rows = len(prefixes) * len(suffixes[0])
-        if self.sampler is None:
-            return [self.tag_ids] * rows
-        out = self.sampler.generate_shared(prefixes, suffixes, SamplingParams.make(rows, temperature=0.0), key)
-        ids, valid = np.asarray(out.ids), np.asarray(out.valid)
+    def _contexts(self, batch, ids: np.ndarray, valid: np.ndarray) -> list[list[int]]:
+        """Per row (u * K + k): its generated rationale cut after ``<answer>`` (or with the tag appended)."""
         rationale_log.record(batch, ids, valid)                  # the eval stage's report sample (else a no-op)
         # Only real candidates of real users count towards tag_rate (not the padding of a short last batch).
         real = (batch["example_mask"][:, None] & (batch["candidate_index"] >= 0)).reshape(-1)
         contexts = []
-        for i in range(rows):
+        for i in range(ids.shape[0]):
             gen = ids[i][valid[i]].tolist()
             if real[i]:
                 self.rationales += 1
@@ -71,6 +68,11 @@ class VerbalizedBatchScorer:
     def __call__(self, batch: dict, key: jax.Array) -> np.ndarray:
         u, k = batch["labels"].shape
         prefixes, suffixes = prompt_lists(batch)
-        answers = self._answers(batch, prefixes, suffixes, key)
-        continuations = [[suffixes[i][j] + answers[i * k + j] for j in range(k)] for i in range(u)]
-        return decision_scores(self.scorer.logprobs_shared(prefixes, continuations)).reshape(u, k)
+        if self.sampler is None:
+            continuations = [[s + self.tag_ids for s in user] for user in suffixes]
+            return decision_scores(self.scorer.logprobs_shared(prefixes, continuations)).reshape(u, k)
+        # The rationale's keys and values are already in the decode's cache: the answer is read on from there.
+        decoded = self.sampler.generate_shared(prefixes, suffixes, SamplingParams.make(u * k, temperature=0.0), key,
+                                               keep_cache=True)
+        contexts = self._contexts(batch, np.asarray(decoded.output.ids), np.asarray(decoded.output.valid))
+        return decision_scores(self.scorer.logprobs_after_decode(decoded, contexts)).reshape(u, k)

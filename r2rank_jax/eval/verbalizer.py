@@ -36,7 +36,7 @@ from r2rank_jax import buckets as buckets_
 from r2rank_jax.data.prompt_text import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
-from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, pad_left
+from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, DecodedRows, pad_left
 
 DECISION_ANSWERS: tuple[str, str] = (RECOMMEND, NOT_RECOMMEND)
 
@@ -94,22 +94,10 @@ def rationale_context(ids: Sequence[int], tokenizer: Any, tag: str = ANSWER_OPEN
 
 # ------------------------------------------------------------------------------------ jitted core
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _answer_logprobs(graphdef, state, prefix_tokens, prefix_positions, row_tokens, row_positions,
-                     answer_tokens, answer_mask):
-    """→ `[B, A]` float32: sum of log P(answer token) over each answer's real tokens, per row.
-
-    prefix_*: `[U, P]` or None; row_*: `[B, S]` left padded (B = U * K with a prefix);
-    answer_tokens / answer_mask: `[A, L]` right padded.
-    """
-    model = nnx.merge(graphdef, state)
-    context = None
-    if prefix_tokens is not None:
-        context = context_from_kv(model(prefix_tokens, prefix_positions, return_kv=True).kv, prefix_positions,
-                                  for_decoding=True)
+def _score_answers(model, cache, context, row_tokens, row_positions, answer_tokens, answer_mask):
+    """Rows `[B, S]` written into `cache` (room for S + L more slots) → `[B, A]` summed answer log-probs."""
     b, s = row_tokens.shape
     num_answers, length = answer_tokens.shape
-    cache = KVCache.init(model.config, b, s + length)
     out = model(row_tokens, row_positions, cache=cache, context=context, logits_at=jnp.full((b, 1), s - 1, jnp.int32))
     first = jax.nn.log_softmax(out.logits[:, 0], axis=-1)                       # [B, V]
     total = first[:, answer_tokens[:, 0]]                                        # [B, A]
@@ -127,6 +115,56 @@ def _answer_logprobs(graphdef, state, prefix_tokens, prefix_positions, row_token
         return jnp.sum(jnp.where(mask[None, 1:], picked, 0.0), axis=1)           # [B]
 
     return total + jax.lax.map(rest, (answer_tokens, answer_mask)).T
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _answer_logprobs(graphdef, state, prefix_tokens, prefix_positions, row_tokens, row_positions,
+                     answer_tokens, answer_mask):
+    """→ `[B, A]` float32: sum of log P(answer token) over each answer's real tokens, per row.
+
+    prefix_*: `[U, P]` or None; row_*: `[B, S]` left padded (B = U * K with a prefix);
+    answer_tokens / answer_mask: `[A, L]` right padded.
+    """
+    model = nnx.merge(graphdef, state)
+    context = None
+    if prefix_tokens is not None:
+        context = context_from_kv(model(prefix_tokens, prefix_positions, return_kv=True).kv, prefix_positions,
+                                  for_decoding=True)
+    b, s = row_tokens.shape
+    cache = KVCache.init(model.config, b, s + answer_tokens.shape[1])
+    return _score_answers(model, cache, context, row_tokens, row_positions, answer_tokens, answer_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _answer_logprobs_after_decode(graphdef, state, cache, context, keep, fed_tokens, fed_positions, answer_tokens,
+                                  answer_mask):
+    """`_answer_logprobs` reading a decode's final cache `[B, C]` instead of prefilling the rows again: row b
+    keeps its slots [0, keep[b]) (its suffix and the generated tokens of its context), the rest is masked out
+    (tokens generated past the cut, padding written after the row stopped); then the rows' remaining context
+    tokens fed `[B, W]` (left padded, at least one per row) and the answers are scored after them."""
+    model = nnx.merge(graphdef, state)
+    room = fed_tokens.shape[1] + answer_tokens.shape[1]
+    kept = jnp.arange(cache.size)[None, :] < keep[:, None]
+    cache = cache.replace(
+        k=tuple(jnp.pad(k, ((0, 0), (0, 0), (0, 0), (0, room))) for k in cache.k),
+        v=tuple(jnp.pad(v, ((0, 0), (0, 0), (0, room), (0, 0))) for v in cache.v),
+        positions=jnp.pad(jnp.where(kept, cache.positions, -1), ((0, 0), (0, room)), constant_values=-1),
+        end=jnp.asarray(cache.size, jnp.int32))
+    return _score_answers(model, cache, context, fed_tokens, fed_positions, answer_tokens, answer_mask)
+
+
+def kept_and_fed(generated: Sequence[int], context: Sequence[int]) -> tuple[int, list[int]]:
+    """A row's generated tokens and the context to score after (`rationale_context`) → (m, fed): the first m
+    generated tokens are the context's own and stay in the decode's cache; `fed` = the context's remaining
+    tokens, at least one (the logits after the context's last token are needed, and the decode kept none)."""
+    m = 0
+    while m < min(len(generated), len(context) - 1) and generated[m] == context[m]:
+        m += 1
+    return m, list(context[m:])
+
+
+# Widths of the tokens fed after a decode (the tag's tail and the context's last token).
+FED_BUCKETS = (4, 8, 16, 32, 64)
 
 
 class AnswerScorer:
@@ -201,6 +239,27 @@ class AnswerScorer:
         rows = [list(c) for user in continuations for c in user]
         starts = [len(prefixes[u]) for u, user in enumerate(continuations) for _ in user]
         return self._run([list(p) for p in prefixes], rows, starts, state)
+
+    def logprobs_after_decode(self, decoded: DecodedRows, contexts: Sequence[Sequence[int]], state=None) -> np.ndarray:
+        """The rows of a `Sampler.generate_shared(..., keep_cache=True)` call, each continued by its context
+        after the suffix (e.g. `rationale_context` of its generated tokens) → `[B, A]` float32, equal (up to
+        float rounding) to `logprobs_shared(prefixes, suffixes + contexts)` without prefilling them again."""
+        out = decoded.output
+        ids, valid = np.asarray(out.ids), np.asarray(out.valid)
+        if len(contexts) != ids.shape[0]:
+            raise ValueError(f"{len(contexts)} contexts for {ids.shape[0]} decoded rows")
+        kept, fed = zip(*(kept_and_fed(ids[b][valid[b]].tolist(), c) for b, c in enumerate(contexts)))
+        kept = np.asarray(kept, np.int32)
+        starts = decoded.next_pos + kept
+        last = int(max(st + len(f) for st, f in zip(starts, fed))) + self.answer_tokens.shape[1]
+        if last > self.max_positions:
+            raise ValueError(f"positions up to {last} exceed max_position_embeddings={self.max_positions}")
+        width = buckets_.choose(max(map(len, fed)), FED_BUCKETS, "context continuation", allow_empty=False)
+        tokens, positions = pad_left(fed, width, self.pad_id, starts)
+        res = _answer_logprobs_after_decode(self.graphdef, self.state if state is None else state, decoded.cache,
+                                            decoded.context, jnp.asarray(decoded.suffix_slots + kept), tokens,
+                                            positions, self.answer_tokens, self.answer_mask)
+        return np.asarray(res, np.float32)
 
 
 def decision_scorer(model: Decoder, tokenizer: Any, buckets: Sequence[int] = DEFAULT_BUCKETS,

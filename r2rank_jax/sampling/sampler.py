@@ -50,6 +50,20 @@ DEFAULT_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 576, 6
 
 
 @dataclasses.dataclass(frozen=True)
+class DecodedRows:
+    """A `generate_shared` call's output with the state its decode ended in, for reading the rows on
+    (`eval.verbalizer.AnswerScorer.logprobs_after_decode`): the own cache `[B, S + N]` (slots [0, S): the
+    left-padded suffix; slot S + i: generated token i, written even after the row stopped), the shared
+    context, and `next_pos` `[B]` (the position of generated token 0)."""
+
+    output: SampleOutput
+    cache: KVCache
+    context: KVCache | None
+    next_pos: np.ndarray
+    suffix_slots: int
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     max_new_tokens: int = 128
     eos_ids: tuple[int, ...] = ()
@@ -215,9 +229,11 @@ class Sampler:
                         cache_size=size)
 
     def decode(self, cache: KVCache, logits: jax.Array, next_pos, params: SamplingParams, key: jax.Array, *,
-               context: KVCache | None = None, state=None, rows: tuple[int, int] | None = None) -> SampleOutput:
+               context: KVCache | None = None, state=None, rows: tuple[int, int] | None = None,
+               keep_cache: bool = False) -> SampleOutput | tuple[SampleOutput, KVCache]:
         """Decode loop after a prefill (the cache is donated: do not reuse it). rows=(total, first): the B rows
-        are rows [first, first + B) of a batch of `total` rows (`generate_shared`)."""
+        are rows [first, first + B) of a batch of `total` rows (`generate_shared`). keep_cache: also return the
+        cache the loop ended with (on the default device)."""
         b = logits.shape[0]
         params.check_batch(b)
         if rows is not None and not (0 <= rows[1] and rows[1] + b <= rows[0]):
@@ -225,23 +241,23 @@ class Sampler:
         if self._mesh is not None:
             if rows is not None:
                 raise ValueError("rows= (a host's block of a batch) is not supported with decode_devices > 1")
-            return self._decode_split(cache, logits, next_pos, params, key, context, state)
+            out, cache = self._decode_split(cache, logits, next_pos, params, key, context, state)
+            return (out, jax.device_put(cache, jax.devices()[0])) if keep_cache else out
         total, first = (None, None) if rows is None else (int(rows[0]), jnp.asarray(rows[1], jnp.int32))
-        out, _ = _decode(self.graphdef, self._state(state), cache, context, logits, jnp.asarray(next_pos, jnp.int32),
+        out, cache = _decode(self.graphdef, self._state(state), cache, context, logits, jnp.asarray(next_pos, jnp.int32),
                          params, key, self._eos, self._stop_table, first, max_new_tokens=self.config.max_new_tokens,
                          num_candidates=self.config.num_candidates, pad_id=self.config.pad_id, total_rows=total)
-        return out
+        return (out, cache) if keep_cache else out
 
-    def _decode_split(self, cache, logits, next_pos, params, key, context, state) -> SampleOutput:
+    def _decode_split(self, cache, logits, next_pos, params, key, context, state) -> tuple[SampleOutput, KVCache]:
         mesh = self._mesh
         split.check_rows(logits.shape[0], None if context is None else context.batch, mesh.size)
         state = self._split_state if state is None else jax.device_put(state, split.split_shardings(state, mesh))
         by_rows, everywhere = split.place_inputs(mesh, (cache, logits, jnp.asarray(next_pos, jnp.int32), params),
                                                  (context, key, self._eos, self._stop_table))
-        out, _ = split.decode_split(self.graphdef, state, *by_rows, *everywhere, mesh=mesh,
-                                    max_new_tokens=self.config.max_new_tokens,
-                                    num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
-        return out
+        return split.decode_split(self.graphdef, state, *by_rows, *everywhere, mesh=mesh,
+                                  max_new_tokens=self.config.max_new_tokens,
+                                  num_candidates=self.config.num_candidates, pad_id=self.config.pad_id)
 
     # ------------------------------------------------------------------------------ token-list API
 
@@ -300,9 +316,10 @@ class Sampler:
         return cache, logits, next_pos
 
     def generate_shared(self, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],
-                        params: SamplingParams, key: jax.Array, *, state=None, rows: tuple[int, int] | None = None
-                        ) -> SampleOutput:
-        """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k).
+                        params: SamplingParams, key: jax.Array, *, state=None, rows: tuple[int, int] | None = None,
+                        keep_cache: bool = False) -> SampleOutput | DecodedRows:
+        """U prefixes, U lists of K suffixes → SampleOutput `[U * K, N]` (row u * K + k), or with keep_cache the
+        `DecodedRows` that hold it and the decode's final cache.
 
         rows=(total, first): these U * K rows are rows [first, first + U * K) of a batch of `total` rows
         (a host's users of a global batch): each row samples with the random number it would get in the
@@ -312,4 +329,9 @@ class Sampler:
             raise ValueError(f"{len(prefixes)} prefixes but {len(suffixes)} suffix lists")
         context = self.prefill_shared(prefixes, state)
         cache, logits, next_pos = self.prefill_suffixes(context, [len(p) for p in prefixes], suffixes, state=state)
-        return self.decode(cache, logits, next_pos, params, key, context=context, state=state, rows=rows)
+        if not keep_cache:
+            return self.decode(cache, logits, next_pos, params, key, context=context, state=state, rows=rows)
+        suffix_slots = cache.size - self.config.max_new_tokens
+        out, cache = self.decode(cache, logits, next_pos, params, key, context=context, state=state, rows=rows,
+                                 keep_cache=True)
+        return DecodedRows(out, cache, context, next_pos, suffix_slots)

@@ -136,3 +136,82 @@ def test_rationale_context_cuts_after_the_tag_or_appends_it():
     # Only the first tag counts (a rationale quoting the instruction's tags is cut at the first one).
     gen = ids_of(SP_LIKE, ["<answer>", "N", "o", "t", "</answer>", "<answer>"])
     assert vb.rationale_context(gen, SP_LIKE) == gen[:1]
+
+
+# ------------------------------------------------------------------- reading on from a decode's cache
+
+def _decode(model, prefixes, suffixes, pack, eos=()):
+    from r2rank_jax.sampling.params import SamplingParams
+    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
+    sampler = Sampler(model, SamplerConfig(max_new_tokens=10, eos_ids=tuple(eos), buckets=(8, 16, 32),
+                                           pack_suffixes=pack))
+    rows = len(prefixes) * len(suffixes[0])
+    return sampler.generate_shared(prefixes, suffixes, SamplingParams.make(rows, temperature=0.0),
+                                   jax.random.key(0), keep_cache=True)
+
+
+def _generated(decoded):
+    ids, valid = np.asarray(decoded.output.ids), np.asarray(decoded.output.valid)
+    return [ids[b][valid[b]].tolist() for b in range(ids.shape[0])]
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_answers_read_on_from_the_decode_cache_match_a_fresh_forward(model, pack):
+    rng = np.random.default_rng(3)
+    prefixes = [rng.integers(1, VOCAB, size=n).tolist() for n in (9, 5)]
+    suffixes = [[rng.integers(1, VOCAB, size=n).tolist() for n in (3, 6, 2)],
+                [rng.integers(1, VOCAB, size=n).tolist() for n in (4, 1, 5)]]
+    first = _generated(_decode(model, prefixes, suffixes, pack))
+    # Stop row 0 at its 4th token: its later slots then hold padding written after the stop.
+    decoded = _decode(model, prefixes, suffixes, pack, eos=[first[0][3]])
+    gen = _generated(decoded)
+    lengths = [len(g) for g in gen]
+    assert min(lengths) < 10 and max(lengths) == 10, lengths    # some rows stopped early, some did not
+    contexts = [gen[0][:2] + [7, 8],          # cut inside the rationale (its later tokens must not be seen)
+                gen[1],                       # the whole rationale: its last token is fed again
+                gen[2] + [7],                 # the rationale and one more token (a tag appended)
+                [11],                         # nothing of the rationale
+                gen[4][:1],                   # its first token only
+                gen[5][:-1] + [12, 13, 14]]   # all but the last, then three tokens
+    scorer = vb.AnswerScorer(model, ANSWERS, buckets=(8, 16, 32))
+    got = scorer.logprobs_after_decode(decoded, contexts)
+    full = [prefixes[b // 3] + suffixes[b // 3][b % 3] + contexts[b] for b in range(6)]
+    want = reference_logprobs(model, [(c, a) for c in full for a in ANSWERS]).reshape(6, 3)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
+    # Without masking the tokens past the cut, row 0 would score another context.
+    unmasked = reference_logprobs(model, [(prefixes[0] + suffixes[0][0] + gen[0] + [7, 8], a) for a in ANSWERS])
+    assert np.max(np.abs(unmasked - want[0])) > 1e-2
+    with pytest.raises(ValueError, match="5 contexts for 6 decoded rows"):
+        scorer.logprobs_after_decode(decoded, contexts[:5])
+
+
+def test_the_sft_only_scorer_reads_the_decode_cache_like_a_second_prefill(model):
+    """VerbalizedBatchScorer with a sampler (SFT-only) against the second-prefill path over the same
+    rationale contexts; the tag is the token the greedy rationales write mid-way, so rows are cut."""
+    from r2rank_jax.eval.pointwise import VerbalizedBatchScorer
+    from r2rank_jax.sampling.sampler import Sampler, SamplerConfig
+    rng = np.random.default_rng(4)
+    u, k = 2, 3
+    prefixes = [rng.integers(1, VOCAB, size=n).tolist() for n in (7, 4)]
+    suffixes = [[rng.integers(1, VOCAB, size=int(n)).tolist() for n in rng.integers(1, 6, size=k)] for _ in range(u)]
+    gen = _generated(_decode(model, prefixes, suffixes, True))
+    tag = gen[0][4]
+    pieces = [f"w{i} " for i in range(VOCAB)]
+    pieces[tag] = "<answer>"
+    tok = ToyTokenizer(pieces)
+    p = max(map(len, prefixes))
+    batch = {"prefix_tokens": np.array([[0] * (p - len(x)) + x for x in prefixes], np.int32),
+             "prefix_lengths": np.array([len(x) for x in prefixes], np.int32),
+             "suffix_tokens": np.array([[s + [0] * (8 - len(s)) for s in user] for user in suffixes], np.int32),
+             "suffix_lengths": np.array([[len(s) for s in user] for user in suffixes], np.int32),
+             "example_mask": np.ones(u, bool), "labels": np.zeros((u, k), np.float32),
+             "candidate_index": np.tile(np.arange(k), (u, 1)), "user_ids": np.array(["a", "b"])}
+    sampler = Sampler(model, SamplerConfig(max_new_tokens=10, buckets=(8, 16, 32)))
+    scorer = vb.AnswerScorer(model, [[5], [7, 9]], buckets=(8, 16, 32), row_buckets=(32,))
+    batch_scorer = VerbalizedBatchScorer(scorer, tok, sampler)
+    got = batch_scorer(batch, jax.random.key(0))
+    contexts = [vb.rationale_context(g, tok) for g in gen]
+    assert sum(tag in g for g in gen) >= 1 and any(len(c) < len(g) for c, g in zip(contexts, gen))  # some are cut
+    want = scorer.logprobs_shared(prefixes, [[suffixes[i][j] + contexts[i * k + j] for j in range(k)] for i in range(u)])
+    np.testing.assert_allclose(got, vb.decision_scores(want).reshape(u, k), atol=4e-4, rtol=0)
+    assert batch_scorer.tag_rate == sum(tag in g for g in gen) / (u * k)
