@@ -11,7 +11,12 @@ compiles both: `AnswerScorer.logprobs_shared` (the prefixes and every row's suff
 again) and `AnswerScorer.logprobs_after_decode` (reading on from the decode's cache). It checks that the
 two agree (max |difference| of the decision scores is reported) and times the decode for scale.
 
-The last line printed is `verbalizer read s/batch: prefill=<x> cache=<y> ratio=<x/y> decode=<d>`.
+`--zero_shot` times the zero-shot pointwise read instead (no rationale: prompt + ``<answer>``), its rows
+padded to the suffix bucket + the tag (`run.verbalized` now) against the old bucket that also held a
+rationale (suffix bucket + `new_tokens` + tag).
+
+The last line printed is `verbalizer read s/batch: prefill=<x> cache=<y> ratio=<x/y> decode=<d>`, or with
+`--zero_shot`, `zero-shot read s/batch: wide=<x> tight=<y> ratio=<x/y>`.
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new_tokens", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suffix_bucket", type=int, default=64, help="the config's largest data.suffix_buckets")
+    parser.add_argument("--zero_shot", action="store_true", help="time the zero-shot read's row padding instead")
     parser.add_argument("--out", default="verbalizer_bench.json")
     args = parser.parse_args(argv)
     if args.users % args.users_per_batch or args.repeats < 1:
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     model, _, tok = load_models(args)
     prompts = games_prompts(tok, args.data_dir, args.users, args.k, args.history, args.seed)
     batches = [prompts[i:i + args.users_per_batch] for i in range(0, len(prompts), args.users_per_batch)]
+    if args.zero_shot:
+        return zero_shot(args, model, tok, batches)
     eos = tuple(i for i in (tok.eos_token_id,) if i is not None)
     sampler = Sampler(model, SamplerConfig(max_new_tokens=args.new_tokens, eos_ids=eos, pad_id=tok.pad_token_id or 0))
     tag_len = len(tok("<answer>", add_special_tokens=False)["input_ids"])
@@ -79,15 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_s = time.perf_counter() - t0
     diff = max(float(np.max(np.abs(decision_scores(a) - decision_scores(b))))
                for a, b in zip(results["prefill"], results["cache"]))
-    times = {name: 0.0 for name in ways}
-    for _ in range(args.repeats):
-        for w in work:
-            for name, f in ways.items():                                         # alternating, batch by batch
-                t0 = time.perf_counter()
-                f(w)
-                times[name] += time.perf_counter() - t0
-    n = args.repeats * len(work)
-    per = {name: t / n for name, t in times.items()}
+    per = alternate(ways, work, args.repeats, warm_up=False)
     report = {"args": vars(args), "seconds_per_batch": per, "ratio": per["prefill"] / per["cache"],
               "decode_s_per_batch": decode_s / len(work), "warmup_incl_compile_s": warm_s,
               "max_abs_decision_score_difference": diff,
@@ -98,6 +99,41 @@ def main(argv: list[str] | None = None) -> int:
                                              "max_abs_decision_score_difference", "rationale_tokens_mean")}))
     print(f"verbalizer read s/batch: prefill={per['prefill']:.2f} cache={per['cache']:.2f} "
           f"ratio={report['ratio']:.2f} decode={decode_s / len(work):.2f}")
+    return 0
+
+
+def alternate(ways: dict, work: list, repeats: int, warm_up: bool = True) -> dict[str, float]:
+    """Seconds per item of `work` for each way, timed alternately item by item (after a compiling warm-up)."""
+    for f in ways.values() if warm_up else ():
+        for w in work:
+            f(w)
+    times = {name: 0.0 for name in ways}
+    for _ in range(repeats):
+        for w in work:
+            for name, f in ways.items():
+                t0 = time.perf_counter()
+                f(w)
+                times[name] += time.perf_counter() - t0
+    return {name: t / (repeats * len(work)) for name, t in times.items()}
+
+
+def zero_shot(args, model, tok, batches) -> int:
+    import numpy as np
+
+    from r2rank_jax.eval.verbalizer import decision_scorer, decision_scores
+
+    tag = tok("<answer>", add_special_tokens=False)["input_ids"]
+    scorers = {"wide": decision_scorer(model, tok, row_buckets=(args.suffix_bucket + args.new_tokens + len(tag),)),
+               "tight": decision_scorer(model, tok, row_buckets=(args.suffix_bucket + len(tag),))}
+    work = [([p for p, _ in b], [[s + tag for s in sfx] for _, sfx in b]) for b in batches]
+    ways = {name: (lambda w, sc=sc: sc.logprobs_shared(*w)) for name, sc in scorers.items()}
+    diff = max(float(np.max(np.abs(decision_scores(ways["wide"](w)) - decision_scores(ways["tight"](w))))) for w in work)
+    per = alternate(ways, work, args.repeats)
+    report = {"args": vars(args), "seconds_per_batch": per, "ratio": per["wide"] / per["tight"],
+              "max_abs_decision_score_difference": diff, "load_avg": os.getloadavg()}
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: report[k] for k in ("seconds_per_batch", "max_abs_decision_score_difference")}))
+    print(f"zero-shot read s/batch: wide={per['wide']:.2f} tight={per['tight']:.2f} ratio={report['ratio']:.2f}")
     return 0
 
 

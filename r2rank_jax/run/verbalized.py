@@ -23,11 +23,11 @@ def verbalized_scores(inp: ScoreInput, run_dir, variant: str, rationale: bool) -
     builder, pipeline = builders.prompts_and_pipeline(
         cfg, tok, inp.wd, batch_users=cfg.eval.decode_users(cfg.rl.batch_users),
         variant=variant)
-    # One row length for both verbalizer methods (suffix + rationale + tag at most): one compile per prefix bucket.
+    # Rows of suffix + tag (zero-shot); after a rationale the answer is read from the decode's cache instead.
     tag = len(tok(ANSWER_OPEN, add_special_tokens=False)["input_ids"])
-    rows = cfg.data.suffix_buckets[-1] + cfg.eval.max_new_tokens + tag
     sampler = builders.sampler(model, tok, cfg, cfg.eval.max_new_tokens) if rationale else None
-    scorer = decision_scorer(model, tok, cfg.data.prefix_buckets, row_buckets=(rows,))
+    scorer = decision_scorer(model, tok, cfg.data.prefix_buckets,
+                             row_buckets=tuple(b + tag for b in cfg.data.suffix_buckets))
     batch_scorer = VerbalizedBatchScorer(scorer, tok, sampler, builders.eos_ids(model, tok))
     scores = score_batches(batch_scorer, inp.source, builder, pipeline, max_users=len(inp.records))
     extra = {} if batch_scorer.tag_rate is None else {"answer_tag_rate": batch_scorer.tag_rate}
