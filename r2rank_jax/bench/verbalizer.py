@@ -11,12 +11,13 @@ compiles both: `AnswerScorer.logprobs_shared` (the prefixes and every row's suff
 again) and `AnswerScorer.logprobs_after_decode` (reading on from the decode's cache). It checks that the
 two agree (max |difference| of the decision scores is reported) and times the decode for scale.
 
-`--zero_shot` times the zero-shot pointwise read instead (no rationale: prompt + ``<answer>``), its rows
-padded to the suffix bucket + the tag (`run.verbalized` now) against the old bucket that also held a
-rationale (suffix bucket + `new_tokens` + tag).
+`--zero_shot` times the zero-shot pointwise read instead (no rationale: prompt + ``<answer>``; TALLRec and
+Prompt4NR read the same way): rows padded to the old bucket that also held a rationale (suffix bucket +
+`new_tokens` + tag, "wide"), to the suffix bucket + the tag ("tight"), and a user's K tight rows packed
+into one ("packed", `AnswerScorer(pack=True)`, the default now).
 
 The last line printed is `verbalizer read s/batch: prefill=<x> cache=<y> ratio=<x/y> decode=<d>`, or with
-`--zero_shot`, `zero-shot read s/batch: wide=<x> tight=<y> ratio=<x/y>`.
+`--zero_shot`, `zero-shot read s/batch: wide=<x> tight=<y> packed=<z> ratio=<x/z>`.
 """
 from __future__ import annotations
 
@@ -123,17 +124,21 @@ def zero_shot(args, model, tok, batches) -> int:
     from r2rank_jax.eval.verbalizer import decision_scorer, decision_scores
 
     tag = tok("<answer>", add_special_tokens=False)["input_ids"]
-    scorers = {"wide": decision_scorer(model, tok, row_buckets=(args.suffix_bucket + args.new_tokens + len(tag),)),
-               "tight": decision_scorer(model, tok, row_buckets=(args.suffix_bucket + len(tag),))}
+    wide, tight = (args.suffix_bucket + args.new_tokens + len(tag),), (args.suffix_bucket + len(tag),)
+    scorers = {"wide": decision_scorer(model, tok, row_buckets=wide, pack=False),
+               "tight": decision_scorer(model, tok, row_buckets=tight, pack=False),
+               "packed": decision_scorer(model, tok, row_buckets=tight)}
     work = [([p for p, _ in b], [[s + tag for s in sfx] for _, sfx in b]) for b in batches]
     ways = {name: (lambda w, sc=sc: sc.logprobs_shared(*w)) for name, sc in scorers.items()}
-    diff = max(float(np.max(np.abs(decision_scores(ways["wide"](w)) - decision_scores(ways["tight"](w))))) for w in work)
+    diff = max(float(np.max(np.abs(decision_scores(ways["wide"](w)) - decision_scores(ways[name](w)))))
+               for w in work for name in ("tight", "packed"))
     per = alternate(ways, work, args.repeats)
-    report = {"args": vars(args), "seconds_per_batch": per, "ratio": per["wide"] / per["tight"],
+    report = {"args": vars(args), "seconds_per_batch": per, "ratio": per["wide"] / per["packed"],
               "max_abs_decision_score_difference": diff, "load_avg": os.getloadavg()}
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("seconds_per_batch", "max_abs_decision_score_difference")}))
-    print(f"zero-shot read s/batch: wide={per['wide']:.2f} tight={per['tight']:.2f} ratio={report['ratio']:.2f}")
+    print(f"zero-shot read s/batch: wide={per['wide']:.2f} tight={per['tight']:.2f} packed={per['packed']:.2f} "
+          f"ratio={report['ratio']:.2f}")
     return 0
 
 

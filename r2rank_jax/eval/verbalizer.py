@@ -14,8 +14,10 @@ probabilities). The same mechanism serves TALLRec (P("Yes")) and Prompt4NR (seve
 Computation (one jitted function, static shapes per (batch, prefix bucket, row bucket, answer set)):
 the optional shared prefixes `[U, P]` run once and become a read-only context; the rows `[B, S]`
 (B = U * K, left padded, positions continuing after their prefix) are prefilled into a small KV
-cache with room for the answer tokens; the logits at each row's last token give the first answer
-token's log-prob, and one teacher-forced pass of every answer `[B, L]` over the cache gives the rest.
+cache with room for the answer tokens — or, when shorter, each user's K rows as one packed row with
+segment-masked attention, as the sampler prefills suffixes; the logits at each row's last token give the
+first answer token's log-prob, and one teacher-forced pass of every answer `[B, L]` over the cache gives
+the rest. After a rationale decode, `logprobs_after_decode` reads on from the decode's own cache instead.
 
 Answer token ids. Tokenizing an answer alone can differ from how it follows the tag (a sentencepiece
 dummy prefix, a BPE merge across the boundary), so `encode_answers` tokenizes ``tag + answer`` and
@@ -36,7 +38,8 @@ from r2rank_jax import buckets as buckets_
 from r2rank_jax.data.prompt_text import ANSWER_OPEN, NOT_RECOMMEND, RECOMMEND
 from r2rank_jax.models.decoder import Decoder, context_from_kv
 from r2rank_jax.models.kv_cache import KVCache
-from r2rank_jax.sampling.sampler import DEFAULT_BUCKETS, DecodedRows, pad_left
+from r2rank_jax.sampling.sampler import (DEFAULT_BUCKETS, DecodedRows, pad_left, packed_layout,
+                                         prefill_packed_rows, segment_band)
 
 DECISION_ANSWERS: tuple[str, str] = (RECOMMEND, NOT_RECOMMEND)
 
@@ -97,19 +100,27 @@ def rationale_context(ids: Sequence[int], tokenizer: Any, tag: str = ANSWER_OPEN
 def _score_answers(model, cache, context, row_tokens, row_positions, answer_tokens, answer_mask):
     """Rows `[B, S]` written into `cache` (room for S + L more slots) → `[B, A]` summed answer log-probs."""
     b, s = row_tokens.shape
-    num_answers, length = answer_tokens.shape
     out = model(row_tokens, row_positions, cache=cache, context=context, logits_at=jnp.full((b, 1), s - 1, jnp.int32))
-    first = jax.nn.log_softmax(out.logits[:, 0], axis=-1)                       # [B, V]
+    return _answers_after(model, out.cache, context, out.logits[:, 0], jnp.max(row_positions, axis=1) + 1,
+                          answer_tokens, answer_mask)
+
+
+def _answers_after(model, cache, context, logits, next_pos, answer_tokens, answer_mask):
+    """Rows whose context is in `cache` (room for L more slots), `logits` `[B, V]` after its last token and
+    `next_pos` `[B]` the position after it → `[B, A]`: each answer's first token read from `logits`, the
+    rest teacher-forced over the cache (one pass per answer)."""
+    b = logits.shape[0]
+    num_answers, length = answer_tokens.shape
+    first = jax.nn.log_softmax(logits, axis=-1)                                  # [B, V]
     total = first[:, answer_tokens[:, 0]]                                        # [B, A]
     if length == 1:
         return total
-    next_pos = jnp.max(row_positions, axis=1) + 1                                # [B]
 
     def rest(xs):
         tokens, mask = xs                                                        # [L], [L]
         positions = jnp.where(mask[None, :], next_pos[:, None] + jnp.arange(length)[None, :], -1)
         at = jnp.broadcast_to(jnp.arange(length - 1, dtype=jnp.int32), (b, length - 1))
-        res = model(jnp.broadcast_to(tokens, (b, length)), positions, cache=out.cache, context=context, logits_at=at)
+        res = model(jnp.broadcast_to(tokens, (b, length)), positions, cache=cache, context=context, logits_at=at)
         logp = jax.nn.log_softmax(res.logits, axis=-1)                          # [B, L-1, V]: predicts tokens 1..L-1
         picked = jnp.take_along_axis(logp, jnp.broadcast_to(tokens[1:], (b, length - 1))[..., None], axis=-1)[..., 0]
         return jnp.sum(jnp.where(mask[None, 1:], picked, 0.0), axis=1)           # [B]
@@ -133,6 +144,21 @@ def _answer_logprobs(graphdef, state, prefix_tokens, prefix_positions, row_token
     b, s = row_tokens.shape
     cache = KVCache.init(model.config, b, s + answer_tokens.shape[1])
     return _score_answers(model, cache, context, row_tokens, row_positions, answer_tokens, answer_mask)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "band"))
+def _answer_logprobs_packed(graphdef, state, prefix_tokens, prefix_positions, tokens, positions, segments, last,
+                            rows_t, answer_tokens, answer_mask, *, band):
+    """`_answer_logprobs` with each user's K rows prefilled as one packed row, as the sampler prefills
+    suffixes (`sampling.sampler.packed_layout`: tokens / positions / segments `[U, T]`, last `[U, K]`,
+    rows_t `[U * K, S]`); band: the packed attention's `segment_band` (None: dense)."""
+    model = nnx.merge(graphdef, state)
+    context = context_from_kv(model(prefix_tokens, prefix_positions, return_kv=True, unroll=True).kv,
+                              prefix_positions, for_decoding=True)
+    cache, logits = prefill_packed_rows(model, tokens, positions, segments, last, rows_t, context,
+                                        cache_size=rows_t.shape[1] + answer_tokens.shape[1], band=band)
+    next_pos = jnp.take_along_axis(positions, last, axis=1).reshape(-1) + 1      # [U * K]
+    return _answers_after(model, cache, context, logits, next_pos, answer_tokens, answer_mask)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -176,8 +202,11 @@ class AnswerScorer:
     """
 
     def __init__(self, model: Decoder, answers: Sequence[Sequence[int]], buckets: Sequence[int] = DEFAULT_BUCKETS,
-                 pad_id: int = 0, batch_size: int | None = None, row_buckets: Sequence[int] | None = None):
-        """buckets: padded lengths of prefixes (and of rows unless `row_buckets` is given)."""
+                 pad_id: int = 0, batch_size: int | None = None, row_buckets: Sequence[int] | None = None,
+                 pack: bool = True):
+        """buckets: padded lengths of prefixes (and of rows unless `row_buckets` is given). pack: with shared
+        prefixes, prefill each user's K rows as one packed row (padded to a `DEFAULT_BUCKETS` length) when
+        that is shorter than K rows padded to the longest, as the sampler does with suffixes."""
         if not answers or any(len(a) == 0 for a in answers):
             raise ValueError(f"need at least one answer and no empty answer, got {answers}")
         self.graphdef, self.state = nnx.split(model)
@@ -186,6 +215,7 @@ class AnswerScorer:
         self.row_buckets = buckets_.check(row_buckets or buckets, "row_buckets")
         self.pad_id = pad_id
         self.batch_size = batch_size
+        self.pack = pack
         length = max(len(a) for a in answers)
         self.answer_tokens = np.full((len(answers), length), pad_id, np.int32)
         self.answer_mask = np.zeros((len(answers), length), bool)
@@ -206,6 +236,16 @@ class AnswerScorer:
             pre_t, pre_p = pad_left(prefixes, self._bucket(max(len(p) for p in prefixes), self.buckets, "prefix"),
                                     self.pad_id)
         width = self._bucket(max(len(r) for r in rows), self.row_buckets, "context")
+        if prefixes is not None and self.pack:
+            k = len(rows) // len(prefixes)
+            users = [rows[u * k:(u + 1) * k] for u in range(len(prefixes))]
+            packed_len = buckets_.fitting(max(sum(map(len, user)) for user in users), DEFAULT_BUCKETS)
+            if packed_len is not None and packed_len < k * width:
+                layout = packed_layout(users, [len(p) for p in prefixes], width, packed_len, self.pad_id)
+                out = _answer_logprobs_packed(self.graphdef, self.state if state is None else state, pre_t, pre_p,
+                                              *map(jnp.asarray, layout), self.answer_tokens, self.answer_mask,
+                                              band=segment_band(width, packed_len))
+                return np.asarray(out, np.float32)
         tokens, positions = pad_left(rows, width, self.pad_id, starts)
         out = _answer_logprobs(self.graphdef, self.state if state is None else state, pre_t, pre_p, tokens, positions,
                                self.answer_tokens, self.answer_mask)
@@ -263,10 +303,11 @@ class AnswerScorer:
 
 
 def decision_scorer(model: Decoder, tokenizer: Any, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                    batch_size: int | None = None, row_buckets: Sequence[int] | None = None) -> AnswerScorer:
+                    batch_size: int | None = None, row_buckets: Sequence[int] | None = None,
+                    pack: bool = True) -> AnswerScorer:
     """The R2Rank verbalizer: answers ("Recommend", "Not Recommend") as they follow ``<answer>``."""
     return AnswerScorer(model, encode_answers(tokenizer, DECISION_ANSWERS), buckets,
-                        pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size, row_buckets=row_buckets)
+                        pad_id=tokenizer.pad_token_id or 0, batch_size=batch_size, row_buckets=row_buckets, pack=pack)
 
 
 def decision_scores(logprobs: np.ndarray) -> np.ndarray:

@@ -107,7 +107,13 @@ def _prefill_packed(graphdef, state, tokens, positions, segments, last, rows_t, 
     suffix's last token; rows_t `[U * K, S]`: the packed token (of user row // K) held by each slot of
     a row's left-padded suffix region (-1: padding slot). band: `Decoder`'s segment_band (None: dense).
     """
-    model = nnx.merge(graphdef, state)
+    return prefill_packed_rows(nnx.merge(graphdef, state), tokens, positions, segments, last, rows_t, context,
+                               cache_size=cache_size, band=band)
+
+
+def prefill_packed_rows(model: Decoder, tokens, positions, segments, last, rows_t, context, *, cache_size: int,
+                        band: int | None) -> tuple[KVCache, jax.Array]:
+    """`_prefill_packed`'s computation, for use inside another jitted function (`eval.verbalizer`)."""
     out = model(tokens, positions, context=context, segments=segments, segment_band=band, return_kv=True,
                 logits_at=last, unroll=True)
     rows_u = jnp.arange(rows_t.shape[0])[:, None] // last.shape[1]                 # [U * K, 1]
@@ -150,7 +156,7 @@ def pad_left(seqs: Sequence[Sequence[int]], length: int, pad_id: int, start: Seq
     return tokens, positions
 
 
-def _pack(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
+def packed_layout(suffixes, prefix_lengths, slots: int, length: int, pad_id: int):
     """Host-side layout of `_prefill_packed`: (tokens, positions, segments) `[U, length]` (right padded),
     last `[U, K]`, rows_t `[U * K, slots]` (each row's suffix right-aligned in its slots)."""
     u, k = len(suffixes), len(suffixes[0])
@@ -310,7 +316,7 @@ class Sampler:
             tokens, positions = pad_left(rows, s, self.config.pad_id, starts)
             cache, logits = self.prefill(tokens, positions, context=context, state=state)
             return cache, logits, next_pos
-        packed = _pack(suffixes, prefix_lengths, s, packed_len, self.config.pad_id)
+        packed = packed_layout(suffixes, prefix_lengths, s, packed_len, self.config.pad_id)
         cache, logits = _prefill_packed(self.graphdef, self._state(state), *map(jnp.asarray, packed), context,
                                         cache_size=s + self.config.max_new_tokens, band=segment_band(s, packed_len))
         return cache, logits, next_pos

@@ -56,20 +56,26 @@ def test_independent_contexts_match_full_forward(model):
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
 
 
-def test_shared_prefix_matches_full_forward_and_does_not_recompile(model):
+@pytest.mark.parametrize("pack", [True, False])
+def test_shared_prefix_matches_full_forward_and_does_not_recompile(model, pack):
     rng = np.random.default_rng(2)
     prefixes = [rng.integers(1, VOCAB, size=n).tolist() for n in (10, 4)]
     conts = [[rng.integers(1, VOCAB, size=n).tolist() for n in (1, 5, 3)],
              [rng.integers(1, VOCAB, size=n).tolist() for n in (7, 2, 4)]]
-    scorer = vb.AnswerScorer(model, ANSWERS, buckets=(8, 16, 32))
+    scorer = vb.AnswerScorer(model, ANSWERS, buckets=(8, 16, 32), pack=pack)
+    used, unused = (vb._answer_logprobs_packed, vb._answer_logprobs) if pack else (vb._answer_logprobs,
+                                                                                    vb._answer_logprobs_packed)
+    before = (used._cache_size(), unused._cache_size())
     got = scorer.logprobs_shared(prefixes, conts)
+    # The 3 rows of a user (at most 12 tokens) pack into 16 slots, less than 3 rows of 8: packed when allowed.
+    assert used._cache_size() == before[0] + 1 and unused._cache_size() == before[1]
     want = reference_logprobs(model, [(prefixes[u] + c, a) for u in range(2) for c in conts[u] for a in ANSWERS])
     want = want.reshape(6, 3)
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
-    compiled = vb._answer_logprobs._cache_size()
+    compiled = used._cache_size()
     shorter = [[c[:max(1, len(c) - 1)] for c in user] for user in conts]  # same buckets, other lengths
     scorer.logprobs_shared([p[:-1] for p in prefixes], shorter)
-    assert vb._answer_logprobs._cache_size() == compiled
+    assert used._cache_size() == compiled
     # The decision score is the difference of the first two answers' log-probs.
     np.testing.assert_allclose(vb.decision_scores(got[:, :2]), want[:, 0] - want[:, 1], atol=4e-4)
 
