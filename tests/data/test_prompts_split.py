@@ -19,14 +19,10 @@ RECORD = benchmark.Record("u7", ("a", "b", "c"), ("d", "e", "b"), "e", profile="
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from r2rank_jax.models.gguf import load_gguf_tokenizer, smollm2_gguf_path
+def smollm2(smollm2_path):
+    from r2rank_jax.models.gguf import load_gguf_tokenizer
 
-    try:
-        path = smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return load_gguf_tokenizer(path)
+    return load_gguf_tokenizer(smollm2_path)
 
 
 def reference_ids(tokenizer, builder: PromptBuilder, record: benchmark.Record, k: int, history=None) -> list[int]:

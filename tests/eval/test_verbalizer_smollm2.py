@@ -16,14 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2():
-    from r2rank_jax.models.gguf import load_gguf, load_gguf_tokenizer, smollm2_gguf_path
+def smollm2(smollm2_path):
+    from r2rank_jax.models.gguf import load_gguf, load_gguf_tokenizer
 
-    try:
-        path = smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    return load_gguf(path), load_gguf_tokenizer(path)
+    return load_gguf(smollm2_path), load_gguf_tokenizer(smollm2_path)
 
 
 def test_the_cache_read_equals_a_second_prefill_on_real_rationales(smollm2, shared_data_dir):

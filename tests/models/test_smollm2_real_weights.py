@@ -9,13 +9,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def gguf():
-    from r2rank_jax.models.gguf import smollm2_gguf_path
-
-    try:
-        return smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+def gguf(smollm2_path):
+    return smollm2_path
 
 
 def _last_json(capsys):

@@ -14,19 +14,15 @@ N = 32
 
 
 @pytest.fixture(scope="module")
-def smollm2():
+def smollm2(smollm2_path):
     from r2rank_jax.models.config import ModelConfig
-    from r2rank_jax.models.gguf import load_gguf_reference, load_gguf_tokenizer, smollm2_gguf_path, source_from_torch
+    from r2rank_jax.models.gguf import load_gguf_reference, load_gguf_tokenizer, source_from_torch
     from r2rank_jax.models.hf_port import load_from_source
 
-    try:
-        path = smollm2_gguf_path()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    ref = load_gguf_reference(path)
+    ref = load_gguf_reference(smollm2_path)
     hf_config, source = source_from_torch(ref)
-    ours = load_from_source(ModelConfig.from_hf_dict(hf_config, source=str(path)), source, None, origin=str(path))
-    return ours, ref, load_gguf_tokenizer(path)
+    ours = load_from_source(ModelConfig.from_hf_dict(hf_config, source=str(smollm2_path)), source, None, origin=str(smollm2_path))
+    return ours, ref, load_gguf_tokenizer(smollm2_path)
 
 
 def test_greedy_equals_transformers_on_real_prompts(smollm2, shared_data_dir):
