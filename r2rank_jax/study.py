@@ -3,6 +3,7 @@ protocol, one resumable command, one results table.
 
     python -m r2rank_jax.study --config=configs/study_games.py --workdir=W [--only a,b] [--resume]
         [--protocols popularity,uniform] [--trained_protocols popularity] [--rerun_changed] [--dry_run]
+        [--import_from W2] [--retrain_archived]
         [--config.F=V ...]
 
 Protocols (`PROTOCOLS`): ``popularity`` (negatives drawn proportionally to train popularity: the main
@@ -33,7 +34,9 @@ machine, or a second process on a free core; one study process per workdir): eac
 finished, with the config it reads here and on the same benchmark, is copied in instead of run (`importable`).
 W2 may be an archive (`r2rank_jax.study_archive`: the score files and curves of finished units, no checkpoints),
 so a machine that lost the workdirs rejoins the committed rows; a unit that reads an archived unit's checkpoints
-(no_cot, the analyses) then refuses to run. An archive's *partial* unit (stopped mid-eval, its score journals
+(no_cot, the analyses) then refuses to run, unless ``--retrain_archived``: the archived unit's training stages (not
+its eval) then run again in ``W/PROTOCOL/NAME_retrained`` and those units read that run (its rows stay the archived
+scores; the analyses report the retrained model's NDCG@10 on their users beside the archived run's). An archive's *partial* unit (stopped mid-eval, its score journals
 archived) that has not started here starts with those journals (`import_partial`): its training stages run
 again, and its eval replays the archived batches if they retrain the same parameters bit for bit.
 
@@ -513,7 +516,8 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
         stages = unit.run.stages
     else:
         _link_data(unit, root)
-        runner.start_from(unit.run)
+        if unit.run.copy_from is not None:
+            runner.start_from(dataclasses.replace(unit.run, copy_from=source_workdir(unit, state, root)))
         stages = unit.run.stages
     metrics = unit.run.workdir / "metrics.jsonl"
     for stage in stages:
@@ -523,7 +527,8 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
             continue
         if children.stopped:
             return False
-        module, argv = _stage_command(unit, root, config, extra, stage, started=seen is not None)
+        module, argv = _stage_command(unit, root, config, extra, stage, started=seen is not None,
+                                      source=source_workdir(unit, state, root))
         entry["stages"].setdefault(stage, _new_stage())
         state.save()                      # started: a later attempt resumes it
         offset = metrics.stat().st_size if metrics.is_file() else 0
@@ -553,10 +558,81 @@ def _refuse_archived_source(unit: Unit, state: StudyState) -> None:
     m = unit.method
     source = m and (m.starts_from or m.analyses_of)
     entry = state.unit(f"{unit.protocol}/{source}") if source else None
-    if entry is not None and entry.get("archived"):
+    if entry is not None and entry.get("archived") and not entry.get("retrained", {}).get("finished"):
         raise RuntimeError(f"{unit.key} reads {unit.protocol}/{source}'s checkpoints, but {source} was imported from an "
                            f"archive ({entry.get('imported_from')}), which keeps its scores, not its checkpoints: run "
-                           f"{unit.key} in a study where {source} ran (or was imported from one that ran it)")
+                           f"{unit.key} in a study where {source} ran (or was imported from one that ran it), or add "
+                           f"--retrain_archived to train {source} again here (its training stages, not its eval)")
+
+
+def retrained_run(source: Unit) -> runner.Run:
+    """Where `--retrain_archived` trains an archived unit again: its training stages (no eval) in
+    ``W/PROTOCOL/NAME_retrained``, beside the imported workdir (which keeps the archived scores and curves)."""
+    return dataclasses.replace(source.run, name=f"{source.key}_retrained",
+                               workdir=source.run.workdir.with_name(f"{source.name}_retrained"),
+                               stages=tuple(s for s in source.run.stages if s != "eval"))
+
+
+def source_workdir(unit: Unit, state: StudyState, root: pathlib.Path, retrain: bool = False) -> pathlib.Path | None:
+    """The run whose checkpoints `unit` reads (no_cot: r2rank's SFT; the analyses: r2rank's run): the source's
+    workdir, or its retrained one when the source was imported from an archive and trained again here (or,
+    `retrain`, is to be)."""
+    m = unit.method
+    name = m and (m.starts_from or m.analyses_of)
+    if not name:
+        return None
+    entry = state.unit(f"{unit.protocol}/{name}") or {}
+    retrained = entry.get("retrained", {})
+    if entry.get("archived") and (retrained.get("finished") or retrain):
+        return root / unit.protocol / f"{name}_retrained"
+    return root / unit.protocol / name
+
+
+def _to_retrain(unit: Unit, units: Sequence[Unit], state: StudyState) -> Unit | None:
+    """The archived unit whose checkpoints `unit` reads and that has not been trained again here, or None."""
+    m = unit.method
+    name = m and (m.starts_from or m.analyses_of)
+    entry = state.unit(f"{unit.protocol}/{name}") if name else None
+    if entry is None or not entry.get("archived") or entry.get("retrained", {}).get("finished"):
+        return None
+    return next(u for u in units if u.key == f"{unit.protocol}/{name}")
+
+
+def retrain_source(unit: Unit, units: Sequence[Unit], state: StudyState, root: pathlib.Path, config: str,
+                   extra: Sequence[str], children: runner.Children) -> bool:
+    """`--retrain_archived`: when `unit` reads the checkpoints of a unit imported from an archive (scores, no
+    checkpoints), train that unit again here (`retrained_run`; resumable like any unit, recorded under its
+    entry's ``retrained``). Its rows stay the archived scores; what reads the retrained run says so (the
+    analyses compare its NDCG@10 on their users with the archived run's). False when SIGTERM stopped it."""
+    source = _to_retrain(unit, units, state)
+    if source is None:
+        return True
+    entry = state.unit(source.key)
+    run = retrained_run(source)
+    retrained = entry.setdefault("retrained", {"workdir": str(run.workdir), "stages": {}, "finished": False})
+    print(f"# {source.key}: imported from an archive without checkpoints; --retrain_archived trains it again in "
+          f"{run.workdir} ({', '.join(run.stages)})", flush=True)
+    _link_data(dataclasses.replace(source, run=run), root)
+    metrics = run.workdir / "metrics.jsonl"
+    for stage in run.stages:
+        seen = retrained["stages"].get(stage)
+        if seen and seen.get("finished"):
+            continue
+        if children.stopped:
+            return False
+        retrained["stages"].setdefault(stage, _new_stage())
+        state.save()
+        offset = metrics.stat().st_size if metrics.is_file() else 0
+        result = children.run(runner.LAUNCH, runner.launch_argv(run, config, extra, stage, resume=seen is not None))
+        _record_stage(retrained, stage, result, _tokens(metrics, offset))
+        state.save()
+        if children.stopped or result.preempted:
+            return False
+        if result.rc != 0:
+            raise RuntimeError(f"{source.key}: retraining stage {stage} failed (exit {result.rc}); see its output above")
+    retrained["finished"] = True
+    state.save()
+    return True
 
 
 def importable(unit: Unit, theirs: Mapping[str, Any] | None, content: str | None) -> str | None:
@@ -611,7 +687,7 @@ def import_partial(unit: Unit, theirs: Mapping[str, Any], source: pathlib.Path, 
 
 
 def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], stage: str,
-                   started: bool = False) -> tuple[str, list[str]]:
+                   started: bool = False, source: pathlib.Path | None = None) -> tuple[str, list[str]]:
     """(module, arguments) of one stage of `unit`. A classic baseline is called as the eval stage calls it
     (the whole split, the config's eval.baseline_args); a training stage started before resumes; an
     interrupted prepare (nothing uses its output yet) overwrites what it left."""
@@ -621,9 +697,11 @@ def _stage_command(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[
             argv.insert(-1, "--overwrite")
         return runner.LAUNCH, argv
     if unit.method.analyses_of:
-        return f"r2rank_jax.analyses.{stage}", ["--workdir", str(root / unit.protocol / unit.method.analyses_of),
-                                                "--out", str(unit.run.workdir), "--max-users", str(unit.max_users),
-                                                *ANALYSES[stage]]
+        of = source or root / unit.protocol / unit.method.analyses_of
+        # a retrained run has no eval stage, so no logged rationales: the fidelity check says it was skipped
+        missing_ok = ["--skip_missing_log"] if stage == "rationale_fidelity" and of.name.endswith("_retrained") else []
+        return f"r2rank_jax.analyses.{stage}", ["--workdir", str(of), "--out", str(unit.run.workdir), "--max-users",
+                                                str(unit.max_users), *ANALYSES[stage], *missing_ok]
     if unit.method.classic:
         full = unit.run.workdir / "eval" / "scores" / f"{unit.name}.full.jsonl"
         return f"r2rank_jax.baselines.{unit.name}", ["--benchmark", str(_benchmark(root, unit.protocol)), "--out",
@@ -647,11 +725,13 @@ def _describe(unit: Unit, state: StudyState) -> str:
     return f"# {unit.key}: {note} (config {unit.hash[:12]}){extra}"
 
 
-def _commands(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], state: StudyState) -> list[str]:
+def _commands(unit: Unit, root: pathlib.Path, config: str, extra: Sequence[str], state: StudyState,
+              retrain: bool = False) -> list[str]:
     entry = state.unit(unit.key) if status(unit, state) == "resume" else None
     stages = (entry or {}).get("stages", {})
     stages_of = (PREPARE,) if unit.method is None else (unit.name,) if unit.method.classic else unit.run.stages
-    return [runner.command_line(*_stage_command(unit, root, config, extra, s, started=s in stages))
+    return [runner.command_line(*_stage_command(unit, root, config, extra, s, started=s in stages,
+                                                source=source_workdir(unit, state, root, retrain)))
             for s in stages_of if not stages.get(s, {}).get("finished")]
 
 
@@ -704,6 +784,9 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
             if unit.method.analyses_of:
                 analyses[unit.name] = {stage: json.loads((unit.run.workdir / f"{stage}.json").read_text())
                                        for stage in unit.run.stages}
+                retrained = _retrained_note(unit, state, root, records, analyses[unit.name].get("position"))
+                if retrained:
+                    analyses[unit.name]["retrained"] = retrained
                 costs[unit.name] = _cost(entry)
                 continue
             results = unit.run.workdir / "eval" / "results.json"
@@ -748,6 +831,37 @@ def summarize(root: pathlib.Path, units: Sequence[Unit], state: StudyState) -> d
             res["curves"] = curves
         out["protocols"][protocol] = res
     return out
+
+
+def _retrained_note(unit: Unit, state: StudyState, root: pathlib.Path, records: Sequence[Any],
+                    position: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """For analyses run on a retrained source (`--retrain_archived`): where it ran, and the NDCG@10 of the
+    retrained model (the position analysis' benchmark order) beside the archived run's on the same users, so a
+    reader sees whether the analysed model is the one in the table (equal where the retraining was bit for bit)."""
+    of = source_workdir(unit, state, root)
+    if of is None or not of.name.endswith("_retrained"):
+        return None
+    import numpy as np
+
+    from r2rank_jax.analyses.position import ORIGINAL
+    from r2rank_jax.eval.per_user import per_user_metrics
+    from r2rank_jax.eval.score_files import align_scores, positive_indices, read_score_file
+
+    note: dict[str, Any] = {"workdir": str(of), "of": unit.method.analyses_of}
+    ours = (position or {}).get("methods", {}).get(REFERENCE)
+    archived = root / unit.protocol / unit.method.analyses_of / "eval" / "scores" / f"{REFERENCE}.jsonl"
+    if ours is None or not archived.is_file():
+        return note
+    n = int(position["num_users"])
+    f = read_score_file(archived)
+    keep = [i for i, u in enumerate(f.user_ids) if u in {r.user_id for r in records[:n]}]
+    f = dataclasses.replace(f, **{k: tuple(getattr(f, k)[i] for i in keep)
+                                  for k in ("user_ids", "candidates", "positives", "scores", "lines")})
+    scores, mask = align_scores(f, records[:n])
+    archived_ndcg = per_user_metrics(scores, positive_indices(records[:n]), mask=mask)["ndcg@10"]
+    note.update(num_users=n, retrained_ndcg10=float(ours["ndcg@10"][ORIGINAL]),
+                archived_ndcg10=float(np.mean(archived_ndcg)))
+    return note
 
 
 def _write_curves(root: pathlib.Path, unit: Unit) -> str | None:
@@ -815,8 +929,17 @@ def render(summary: Mapping[str, Any]) -> str:
             out += [f"Left out (finished with a config that has changed since; rerun with --rerun_changed): "
                     f"{', '.join(res['stale_methods'])}.", ""]
         for name, per in res.get("analyses", {}).items():
+            note = per.get("retrained")
+            if note:
+                line = (f"The analyses below ran on {note['of']} trained again here (`--retrain_archived`, same config and "
+                        f"seed): its checkpoints were not archived.")
+                if "retrained_ndcg10" in note:
+                    line += (f" On their {note['num_users']} users its NDCG@10 is {note['retrained_ndcg10']:.4f}, the "
+                             f"archived run's {note['archived_ndcg10']:.4f} (equal when the retraining is bit for bit).")
+                out += [line, ""]
             for stage, result in per.items():
-                out += [_demote(_demote(ANALYSIS_RENDER[stage](result))), ""]
+                if stage in ANALYSIS_RENDER:
+                    out += [_demote(_demote(ANALYSIS_RENDER[stage](result))), ""]
         if res.get("curves"):
             out += ["### Training curves", "", *(f"![{name}]({path})" for name, path in res["curves"].items()), ""]
         out += ["### Cost (this machine; all attempts of each stage)", "",
@@ -862,6 +985,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--import_from", default="",
                         help="another study's workdir (same config, e.g. run on another machine or core): its finished "
                              "units with the config they read here, on the same benchmark, are copied in instead of run")
+    parser.add_argument("--retrain_archived", action="store_true",
+                        help="a unit that reads the checkpoints of a unit imported from an archive (no_cot, the analyses) "
+                             "first trains that unit again here (its training stages, not its eval; its rows stay the "
+                             "archived scores)")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and the commands only")
     parser.add_argument("--analysis_users", type=int, default=ANALYSIS_USERS,
                         help=f"users of R2Rank's run the analyses rescore (default {ANALYSIS_USERS})")
@@ -894,8 +1021,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for unit in units:
             print(_describe(unit, state), flush=True)
+            source = _to_retrain(unit, units, state) if args.retrain_archived and status(unit, state) != "done" else None
+            if source is not None:
+                run = retrained_run(source)
+                done = state.unit(source.key).get("retrained", {}).get("stages", {})
+                print(f"# {source.key}: archived; --retrain_archived trains it again in {run.workdir}", flush=True)
+                for stage in run.stages:
+                    if not done.get(stage, {}).get("finished"):
+                        print(runner.command_line(runner.LAUNCH, runner.launch_argv(run, args.config, extra, stage,
+                                                                                   resume=stage in done)), flush=True)
             if status(unit, state) != "done":
-                for line in _commands(unit, root, args.config, extra, state):
+                for line in _commands(unit, root, args.config, extra, state, args.retrain_archived):
                     print(line, flush=True)
         print(json.dumps({"study": str(state.path), "dry_run": True,
                           "units": {u.key: status(u, state) for u in units}}))
@@ -936,6 +1072,11 @@ def main(argv: list[str] | None = None) -> int:
                         batches = import_partial(unit, partial, source, state)
                         print(f"# {unit.key}: {batches} journaled eval batches from {source}; replayed if the stages "
                               "before retrain their checkpoints bit for bit", flush=True)
+                if args.retrain_archived and not retrain_source(unit, units, state, root, args.config, extra,
+                                                                children):
+                    stopped = True
+                    print("# stopped by SIGTERM; `--resume` continues", flush=True)
+                    break
                 print(f"# {unit.key}: {'continues' if status(unit, state) == 'resume' else 'starts'}", flush=True)
                 if not run_unit(unit, state, root, args.config, extra, children):
                     stopped = True

@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-users", type=int, default=None,
                    help="accepted for the study runner's analyses; not used: the checked users are those the eval "
                         "stage logged")
+    p.add_argument("--skip_missing_log", action="store_true",
+                   help="when a method's rationale log is missing (a run trained again without its eval, e.g. the "
+                        "study's --retrain_archived), write a summary that says the check was skipped, and why")
     args = p.parse_args(argv)
     wd = Workdir(args.workdir)
     cfg = common.load_config(wd)
@@ -228,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     index = EvidenceIndex.from_split(load_titles(load_items(benchmark)), load_split(benchmark, "train"))
     summary: dict[str, Any] = {"analysis": "rationale_fidelity", "split": cfg.eval.split,
                                "teacher": cfg.teacher.kind, "methods": {}}
-    for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    missing = [wd.eval / "scores" / f"{name}{SUFFIX}" for name in names
+               if not (wd.eval / "scores" / f"{name}{SUFFIX}").is_file()]
+    if missing and args.skip_missing_log:
+        summary["skipped"] = (f"no rationale log in this run ({', '.join(str(m) for m in missing)}): its eval stage "
+                              "did not run here (a run trained again without its eval)")
+        common.write_outputs(common.output_dir(args), "rationale_fidelity", summary, render_markdown(summary),
+                             plot(summary))
+        return 0
+    for name in names:
         scores_dir = wd.eval / "scores"
         logged = _read_log(scores_dir / f"{name}{SUFFIX}")
         own = None

@@ -98,6 +98,12 @@ def test_the_command_writes_its_tables(tmp_path):
     (scores / "sft_only.rationales.jsonl").unlink()
     with pytest.raises(fidelity.MissingInputError, match="sft_only.rationales.jsonl is missing"):
         fidelity.main(["--workdir", str(tmp_path / "run"), "--methods", "sft_only"])
+    # A run trained again without its eval (the study's --retrain_archived) has no log: skipped, and said so.
+    assert fidelity.main(["--workdir", str(tmp_path / "run"), "--methods", "r2rank,sft_only", "--skip_missing_log"]) == 0
+    out = json.loads((tmp_path / "run" / "analyses" / "rationale_fidelity.json").read_text())
+    assert out["methods"] == {} and "sft_only.rationales.jsonl" in out["skipped"]
+    assert "r2rank.rationales" not in out["skipped"]
+    assert "Skipped: no rationale log in this run" in (tmp_path / "run" / "analyses" / "rationale_fidelity.md").read_text()
     # Another teacher's rationales are not compared with the grounded teacher's text: skipped, and said so.
     scripted = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, kind="scripted"))
     (tmp_path / "run" / "config.json").write_text(json.dumps(to_dict(scripted)))

@@ -477,6 +477,45 @@ def test_a_unit_archived_mid_eval_continues_from_its_journals_on_a_fresh_machine
     assert not study.partial_importable(unit, partial, "f" * 64)
 
 
+def test_retrain_archived_trains_the_source_again_for_no_cot_and_the_analyses(resumed, tmp_path, capsys):
+    """On a fresh machine that imported r2rank from an archive (scores, no checkpoints), `--retrain_archived`
+    trains r2rank again beside it (its training stages, no eval) before no_cot copies its SFT and the analyses
+    rescore it; r2rank's rows stay the archived scores, and the analyses say they ran on the retrained model,
+    whose NDCG@10 on their users equals the archived run's (bit-for-bit retraining, same code and machine)."""
+    source = resumed[0]
+    arc = tmp_path / "archive"
+    assert study_archive.main([f"--workdir={source}", f"--out={arc}"]) == 0
+    capsys.readouterr()
+    here = tmp_path / "here"
+    _study(here, ONLY, *SMALL, f"--import_from={arc}")
+    rc, out, _ = _in_process(capsys, here, "--only=no_cot,analyses", "--analysis_users=3", "--retrain_archived",
+                             *SMALL, "--resume")
+    assert rc == 0, out[-3000:]
+    retrained = here / "uniform" / "r2rank_retrained"
+    launched = [line.split("--workdir")[1].split()[0].lstrip("=") for line in out.splitlines()
+                if line.startswith("python -m ")]
+    assert launched[:3] == [str(retrained)] * 3                     # synthesize, sft, rl; no eval
+    assert all(w == str(retrained) for w in launched if "analyses" not in w and "no_cot" not in w)
+    assert "--skip_missing_log" in next(line for line in out.splitlines() if "rationale_fidelity" in line)
+    assert not (retrained / "eval").exists() and (retrained / "rl" / "checkpoints").is_dir()
+    assert _last_json(out)["ran"] == ["uniform/no_cot", "uniform/analyses"]
+    for f in (retrained / "sft").rglob("*"):                         # no_cot starts from the retrained SFT
+        if f.is_file():
+            assert (here / "uniform" / "no_cot" / "sft" / f.relative_to(retrained / "sft")).read_bytes() == f.read_bytes()
+    entry = json.loads((here / "study.json").read_text())["units"]["uniform/r2rank"]
+    assert entry["archived"] and entry["retrained"]["finished"] and set(entry["retrained"]["stages"]) == {"synthesize", "sft", "rl"}
+    table = json.loads((here / "results.json").read_text())["protocols"]["uniform"]
+    ours = read_score_file(here / "uniform" / "r2rank" / "eval" / "scores" / "r2rank.jsonl")
+    theirs = read_score_file(source / "uniform" / "r2rank" / "eval" / "scores" / "r2rank.jsonl")
+    assert ours.scores == theirs.scores                              # the row is the archived run's
+    note = table["analyses"]["analyses"]["retrained"]
+    assert note["workdir"] == str(retrained) and note["num_users"] == 3
+    assert note["retrained_ndcg10"] == pytest.approx(note["archived_ndcg10"], abs=1e-9)
+    assert table["analyses"]["analyses"]["position"]["methods"]["r2rank"]["invariant"] is True
+    md = (here / "results.md").read_text()
+    assert "The analyses below ran on r2rank trained again here (`--retrain_archived`" in md
+
+
 def test_finished_study_is_skipped_and_a_changed_config_refused(resumed, tmp_path, capsys):
     workdir = tmp_path / "study"
     shutil.copytree(resumed[0], workdir, symlinks=True)
