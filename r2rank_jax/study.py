@@ -609,6 +609,8 @@ def retrain_source(unit: Unit, units: Sequence[Unit], state: StudyState, root: p
         return True
     entry = state.unit(source.key)
     run = retrained_run(source)
+    if "retrained" not in entry and run.workdir.exists():
+        shutil.rmtree(run.workdir)                 # left by a retraining of an earlier import of this unit
     retrained = entry.setdefault("retrained", {"workdir": str(run.workdir), "stages": {}, "finished": False})
     print(f"# {source.key}: imported from an archive without checkpoints; --retrain_archived trains it again in "
           f"{run.workdir} ({', '.join(run.stages)})", flush=True)
