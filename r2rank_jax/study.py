@@ -552,11 +552,16 @@ def run_unit(unit: Unit, state: StudyState, root: pathlib.Path, config: str, ext
     return True
 
 
+def _source_name(unit: Unit) -> str | None:
+    """The method whose checkpoints `unit` reads (no_cot: r2rank's SFT; the analyses: r2rank's run), or None."""
+    m = unit.method
+    return (m.starts_from or m.analyses_of) if m is not None else None
+
+
 def _refuse_archived_source(unit: Unit, state: StudyState) -> None:
     """A unit that starts from another's checkpoints (no_cot from r2rank's SFT, the analyses of r2rank's run)
     cannot start from a unit imported from an archive (`r2rank_jax.study_archive`: scores, no checkpoints)."""
-    m = unit.method
-    source = m and (m.starts_from or m.analyses_of)
+    source = _source_name(unit)
     entry = state.unit(f"{unit.protocol}/{source}") if source else None
     if entry is not None and entry.get("archived") and not entry.get("retrained", {}).get("finished"):
         raise RuntimeError(f"{unit.key} reads {unit.protocol}/{source}'s checkpoints, but {source} was imported from an "
@@ -577,8 +582,7 @@ def source_workdir(unit: Unit, state: StudyState, root: pathlib.Path, retrain: b
     """The run whose checkpoints `unit` reads (no_cot: r2rank's SFT; the analyses: r2rank's run): the source's
     workdir, or its retrained one when the source was imported from an archive and trained again here (or,
     `retrain`, is to be)."""
-    m = unit.method
-    name = m and (m.starts_from or m.analyses_of)
+    name = _source_name(unit)
     if not name:
         return None
     entry = state.unit(f"{unit.protocol}/{name}") or {}
@@ -590,8 +594,7 @@ def source_workdir(unit: Unit, state: StudyState, root: pathlib.Path, retrain: b
 
 def _to_retrain(unit: Unit, units: Sequence[Unit], state: StudyState) -> Unit | None:
     """The archived unit whose checkpoints `unit` reads and that has not been trained again here, or None."""
-    m = unit.method
-    name = m and (m.starts_from or m.analyses_of)
+    name = _source_name(unit)
     entry = state.unit(f"{unit.protocol}/{name}") if name else None
     if entry is None or not entry.get("archived") or entry.get("retrained", {}).get("finished"):
         return None
