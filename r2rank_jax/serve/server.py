@@ -67,6 +67,13 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
+        try:
+            self._answer(method)
+        except ConnectionError:   # the client hung up (mid-body, or before reading the reply): no one to answer
+            self.close_connection = True
+            log.info("%s hung up before the reply to %s %s", self.address_string(), method, self.path)
+
+    def _answer(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
             routes = self.GET_ROUTES if method == "GET" else self.POST_ROUTES
@@ -81,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             self._error(e.status, str(e), e.param)
         except schema.BadRequest as e:
             self._error(400, str(e), e.param)
+        except ConnectionError:
+            raise
         except Exception as e:  # noqa: BLE001 — a bug must become a 500, not a dropped connection
             log.exception("error while serving %s", path)
             self._error(500, f"internal error: {type(e).__name__}: {e}")
@@ -115,6 +124,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True          # the body is not read: this connection cannot be reused
             raise HTTPError(413, f"request body of {n} bytes exceeds {MAX_BODY_BYTES}")
         raw = self.rfile.read(n)
+        if len(raw) < n:
+            raise ConnectionAbortedError(f"the body ended after {len(raw)} of its {n} bytes")
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:

@@ -3,6 +3,8 @@ requests answered 4xx with a message while the server keeps serving, and a bound
 import http.client
 import json
 import socket
+import struct
+import sys
 
 import openai
 import pytest
@@ -123,11 +125,18 @@ def test_rank_limits(served):
     assert _alive(served)
 
 
-def test_a_client_that_hangs_up_does_not_stop_the_server(served):
+def test_a_client_that_hangs_up_does_not_stop_the_server(served, monkeypatch):
+    errors = []      # socketserver's handle_error prints a traceback for what escapes a request: nothing may
+    monkeypatch.setattr(served, "handle_error", lambda request, address: errors.append(sys.exc_info()[1]))
     sock = socket.create_connection(("127.0.0.1", served.server_address[1]), timeout=10)
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{\"messa")
     sock.close()
     assert _alive(served)
+    sock = socket.create_connection(("127.0.0.1", served.server_address[1]), timeout=10)   # hangs up mid-reply
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))          # close with a reset
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 9\r\n\r\n{not json")
+    sock.close()
+    assert _alive(served) and errors == []
 
 
 def test_bounded_load_has_no_failed_request(served):
