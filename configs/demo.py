@@ -20,11 +20,13 @@ def get_config() -> ExperimentConfig:
         # "tally": per attribute, each shown history item's value, same/no against the candidate's and a running
         # count, then the counts, a match level 0..7 and the decision (131-155 tokens for 3-item histories).
         teacher=TeacherSpec(kind="scripted", negatives_per_user=2, noise=0.15, style="tally"),
-        # The comparison (same/no) is learnt abruptly, at a seed-dependent step (seed 0: ~800-1000, loss 0.10 -> 0.03;
-        # seeds 1 and 2 only partly by 1600); 800- and 1100-step schedules did not learn it (docs/demo.md).
+        # The comparison (same/no) is learnt abruptly, at a trajectory-dependent step (session 24's seed 2: held-out loss
+        # 0.105 at 1000, 0.025 at 1400); 800- and 1100-step schedules did not learn it (docs/demo.md).
+        # shared_prefix=122: every demo prompt begins with the same 122 tokens (chat header, instructions); each
+        # SFT batch runs them once (the same loss and gradients, ~1.27x faster steps; docs/demo.md, session 24).
         sft=SFTSpec(steps=1600, batch_size=8, response_buckets=(160,),
                     optim=OptimSpec(learning_rate=3e-3, warmup_steps=10, decay_steps=1590),
-                    eval_every=800, checkpoint_every=200),
+                    eval_every=800, checkpoint_every=200, shared_prefix=122),
         # 100 steps: in the three seeds' 150-step runs (session 15) the best validation was at step 100, 50 and
         # 100, never at 150; the rate is constant, so the first 100 steps are those runs' first 100 steps.
         rl=RLSpec(steps=100, batch_users=2, max_new_tokens=160, temperature=1.0, num_rankings=32, baseline="mean",
