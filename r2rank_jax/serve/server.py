@@ -69,9 +69,9 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         try:
             self._answer(method)
-        except ConnectionError:   # the client hung up (mid-body, or before reading the reply): no one to answer
+        except ConnectionError as e:   # the client hung up (mid-body, or before reading the reply): no one to answer
             self.close_connection = True
-            log.info("%s hung up before the reply to %s %s", self.address_string(), method, self.path)
+            log.info("%s hung up before the reply to %s %s (%s)", self.address_string(), method, self.path, e)
 
     def _answer(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
