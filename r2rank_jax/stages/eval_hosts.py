@@ -13,7 +13,10 @@ result fields (``extras.json``) to ``eval/scores/parts/process-I-of-N/`` in the 
 host sees (docs/multihost.md). After a barrier, process 0 concatenates the blocks in process order
 (= the users' order) into ``eval/scores/``, the rationale samples in the one-process sample order
 (`rationale_log.sample_users` of every evaluated user), merges the extra fields (`merge_extras`) and
-removes the parts; the eval stage then writes results.json/md there as with one process.
+removes the parts; the eval stage then writes results.json/md there as with one process. After the
+barrier the other processes leave the parts alone (process 0 is removing them). Each block's score journals
+live in its part directory: an interrupted multi-host eval continued with `--resume` (same process count)
+replays them; a fresh start empties the part.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Any
 import jax
 
 from r2rank_jax import distributed
-from r2rank_jax.eval import rationale_log
+from r2rank_jax.eval import journal, rationale_log
 from r2rank_jax.run.context import RunContext
 
 PARTS = "parts"
@@ -59,8 +62,7 @@ class HostEval:
                 "(raise eval.max_users or run fewer processes)")
         self.block = self.records[distributed.host_block(len(self.records))]
         self.scores_dir = part_dir(self.final_dir, self.index, self.count)
-        shutil.rmtree(self.scores_dir, ignore_errors=True)           # a previous attempt's files
-        self.scores_dir.mkdir(parents=True)
+        _clear_part(self.scores_dir, keep_journals=ctx.resume)     # a previous attempt's files
         self.ctx = dataclasses.replace(ctx, mesh=distributed.local_mesh(ctx.mesh))
 
     def source(self, source: Any) -> Any:
@@ -104,6 +106,16 @@ class HostEval:
         parse = merge_extras([s["listwise_parse"] for s in saved], weights)
         shutil.rmtree(self.final_dir / PARTS)
         return merged, parse
+
+
+def _clear_part(part: pathlib.Path, keep_journals: bool) -> None:
+    """Empties this process's part directory (creating it), keeping its score journals when resuming: they
+    are what `--resume` replays (the parts directory, journals included, goes once process 0 has merged)."""
+    part.mkdir(parents=True, exist_ok=True)
+    for f in part.iterdir():
+        if keep_journals and f.name.endswith(journal.SUFFIX):
+            continue
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
 
 
 def _lines(path: pathlib.Path) -> list[str]:

@@ -134,7 +134,8 @@ def run(ctx: RunContext, plan: EvalPlan) -> dict:
                                                    hosts.scores_dir)
     merged = hosts.merge([*paths, *listwise], extras, listwise_parse)
     if merged is None:                  # multi-host, not process 0: its block is merged there
-        _drop_journals(hosts.scores_dir)
+        # Process 0 is removing the parts directory (this block's journals included) right now:
+        # touching it from here races that removal.
         return {"stage": "eval", "process": hosts.index, "scored_users": len(hosts.block)}
     extras, listwise_parse = merged
     paths = {name: scores_dir / f"{name}.jsonl" for name in paths}

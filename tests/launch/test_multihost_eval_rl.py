@@ -180,3 +180,15 @@ def test_host_blocks_cover_the_users_in_order():
         assert max(b.stop - b.start for b in blocks) - min(b.stop - b.start for b in blocks) <= 1
     with pytest.raises(distributed.DistributedError, match="0 <= index < count"):
         distributed.host_block(4, 2, 2)
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_part_directory_keeps_its_journals_only_on_resume(tmp_path, resume):
+    part = tmp_path / "parts" / "process-1-of-2"
+    (part / "sub").mkdir(parents=True)
+    for name in ("r2rank.jsonl", "r2rank.journal.jsonl", "extras.json", "sub/x"):
+        (part / name).write_text("old\n")
+    eval_hosts._clear_part(part, keep_journals=resume)
+    assert sorted(p.name for p in part.iterdir()) == (["r2rank.journal.jsonl"] if resume else [])
+    eval_hosts._clear_part(tmp_path / "fresh", keep_journals=resume)
+    assert (tmp_path / "fresh").is_dir()
