@@ -116,9 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--mask_prob", type=float, default=0.2)
+    parser.add_argument("--max_len", type=int, default=20, help="history items the model sees (the benchmark's history length)")
     parser.add_argument("--max_sequences_per_epoch", type=int, default=0, help="0 = all train sequences")
     args = parser.parse_args(argv)
-    cfg = BERT4RecConfig(mask_prob=args.mask_prob)
+    cfg = BERT4RecConfig(max_len=args.max_len, mask_prob=args.mask_prob)
     fit_cfg = FitConfig(args.epochs, args.batch_size, args.learning_rate, args.max_sequences_per_epoch, seed=args.seed)
 
     def score(train, evaluated, index):
