@@ -1,8 +1,12 @@
 """SASRec, BERT4Rec and LightGCN: a few training steps lower the loss (small configs without dropout,
 which compile faster; dropout is on in the slow tests), and fully trained on a synthetic world they
 beat popularity and random by a wide, significant margin (slow)."""
+import json
+import pathlib
+
 import numpy as np
 import pytest
+from flax import nnx
 
 from r2rank_jax.baselines import bert4rec, common, lightgcn, popularity, sasrec
 from r2rank_jax.baselines import random as random_baseline
@@ -107,3 +111,20 @@ def test_sasrec_batches_shift_by_one_and_skip_padding():
     assert batch["targets"].tolist() == [[0, 5, 6, 7], [1, 2, 3, 4]]
     # A padding slot followed by the first item predicts nothing.
     assert np.asarray(sasrec._weights(batch, np.float32)).tolist() == [[0, 0, 1, 1], [0, 1, 1, 1]]
+
+
+def test_bert4rec_cli_max_len_reaches_the_model(tiny_world, tmp_path, monkeypatch):
+    seen = []
+    train = bert4rec.train_bert4rec
+
+    def recording(train_records, index, cfg, fit_cfg, log=print):
+        seen.append(cfg.max_len)
+        return train(train_records, index, cfg, FitConfig(epochs=1, max_steps=1), log=None)
+
+    monkeypatch.setattr(bert4rec, "train_bert4rec", recording)
+    out = tmp_path / "b.jsonl"
+    bert4rec.main(["--benchmark", str(tiny_world), "--out", str(out), "--max_len", "3"])
+    assert seen == [3]
+    assert json.loads(pathlib.Path(f"{out}.meta.json").read_text())["args"]["max_len"] == 3
+    model = bert4rec.BERT4Rec(5, bert4rec.BERT4RecConfig(max_len=3), rngs=nnx.Rngs(0))
+    assert model.encoder.pos_embed.embedding[...].shape[0] == 4  # history slots + [MASK]
