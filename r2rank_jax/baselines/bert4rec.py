@@ -1,7 +1,7 @@
 """BERT4Rec (Sun et al. 2019): a bidirectional transformer trained with the cloze task.
 
 2 bidirectional pre-LN blocks, hidden 64, 2 heads, GELU feed-forward of width 256, dropout 0.2,
-learned positions over max_len + 1 = 21 slots. Training sequences are the train users'
+learned positions over max_len + 1 slots (`--max_len`, default 20: 21 slots). Training sequences are the train users'
 ``history + [positive]``; every real item is replaced by [MASK] with probability 0.2 (at least one
 per sequence), and the model predicts the masked items with a softmax over all items (output layer
 tied to the item embeddings, plus a per-item bias). The full softmax is the expensive part, so a
@@ -11,7 +11,7 @@ stay unmasked. Scoring appends [MASK] to the
 user's history and reads the candidates' logits there. Adam, lr 1e-3.
 
     python -m r2rank_jax.baselines.bert4rec --benchmark DIR --out PATH.jsonl [--split test] [--seed 0]
-        [--epochs 3] [--batch_size 128] [--max_sequences_per_epoch 0]
+        [--epochs 3] [--batch_size 128] [--max_len 20] [--max_sequences_per_epoch 0]
 """
 from __future__ import annotations
 

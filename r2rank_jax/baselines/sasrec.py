@@ -9,7 +9,7 @@ A candidate's score is the dot product of the last hidden state of the user's hi
 candidate's (shared) item embedding.
 
     python -m r2rank_jax.baselines.sasrec --benchmark DIR --out PATH.jsonl [--split test] [--seed 0]
-        [--epochs 5] [--batch_size 128] [--loss bce|ce] [--max_sequences_per_epoch 0]
+        [--epochs 5] [--batch_size 128] [--loss bce|ce] [--max_len 20] [--max_sequences_per_epoch 0]
 """
 from __future__ import annotations
 
