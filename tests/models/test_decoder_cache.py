@@ -210,8 +210,8 @@ def test_packed_segments_equal_separate_rows(scan, for_decoding, band):
         m(jnp.asarray(tok), jnp.asarray(pos), segment_band=4)
 
 
-# Each case compiles six forward+backward programs (~1 min on 2 cores): the three block counts once each, and the
-# scanned, rematerialized stack with the block count whose last block is shorter.
+# Each case compiles six forward+backward programs (~1 min on 2 busy cores): each block count once, and the scanned,
+# rematerialized stack with a block count whose last block is shorter.
 @pytest.mark.parametrize("blocks,scan,remat", [(2, False, "none"), (11, False, "none"), (3, True, "full")])
 def test_causal_blocks_equal_dense_attention(blocks, scan, remat):
     """Blocked causal attention (each block of query rows against the keys up to its last slot) == dense
@@ -234,7 +234,7 @@ def test_causal_blocks_equal_dense_attention(blocks, scan, remat):
         loss = jnp.sum(jnp.where(jnp.asarray(real)[..., None], jax.nn.log_softmax(out.logits), 0.0))
         return loss, out
 
-    # Jitted: op by op, the backward pass of 11 one-row blocks compiled hundreds of small programs (~1 min a case).
+    # One compiled program per layout and block count, instead of op-by-op dispatch of the backward pass.
     value_and_grad = jax.jit(jax.value_and_grad(run, has_aux=True), static_argnums=1)
 
     def check(**kw):
