@@ -5,7 +5,8 @@
     then:    {"section": int, "batch": int, "users": [U user ids], "payload": {...}}   one line per scored batch
 
 While `journaling(path, fingerprint, resume)` is active, the batch loops that score a split
-(`run.scoring.score_batches`, `eval.listwise.score_listwise`) open one `Section` each, in call order,
+(`run.scoring.score_batches`, `eval.listwise.score_listwise`, R²ec's and R2Rec's scorers) open one `Section`
+each, in call order,
 and for every batch either replay the journal's payload (`Section.get`: same section, batch index and
 users) or score it and append the payload (`Section.put`, flushed at once). Outside it there is no
 journal and nothing is written (RL validation, analyses).
@@ -25,7 +26,7 @@ import json
 import math
 import os
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 VERSION = 1
@@ -125,6 +126,17 @@ def section() -> Section:
     """The next batch loop's section of the active journal (a no-op section when none is active)."""
     journal = _ACTIVE.get()
     return journal.section() if journal is not None else Section(None)
+
+
+def replay_or_compute(section: Section, batch: int, users: Sequence[str],
+                      compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The payload batch `batch` journaled with these `users`, else `compute()`'s, journaled: for batch loops
+    that are not `score_batches` (one greedy generation per user: R²ec, R2Rec)."""
+    payload = section.get(batch, users)
+    if payload is None:
+        payload = compute()
+        section.put(batch, users, payload)
+    return payload
 
 
 def encode_floats(rows: Any) -> list[list[float | None]]:

@@ -23,6 +23,7 @@ from flax import nnx
 
 from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.data.pipeline import SplitSource
+from r2rank_jax.eval import journal
 from r2rank_jax.methods import r2ec_loss as L
 from r2rank_jax.methods.r2ec_data import R2ecPrompts, UserBatches
 from r2rank_jax.methods.r2ec_step import item_hidden, make_train_step, rollout
@@ -83,11 +84,15 @@ class Scorer:
 
 
 def score_records(scorer: Scorer, llm_state, pr: R2ecPrompts, records, batch_users: int) -> np.ndarray:
-    """Scores `[N, K]` of `records` in order (-inf on padded candidates)."""
+    """Scores `[N, K]` of `records` in order (-inf on padded candidates). Inside the eval stage's score journal
+    each batch of users is journaled, and replayed by a resumed eval."""
+    section = journal.section()
     rows = []
-    for i in range(0, len(records), batch_users):
+    for b, i in enumerate(range(0, len(records), batch_users)):
         chunk = records[i:i + batch_users]
-        rows.extend(scorer(llm_state, pr.batch(chunk, 1, batch_users))[:len(chunk)])
+        payload = journal.replay_or_compute(section, b, [r.user_id for r in chunk], lambda chunk=chunk: {
+            "scores": journal.encode_floats(scorer(llm_state, pr.batch(chunk, 1, batch_users))[:len(chunk)])})
+        rows.extend(np.asarray(journal.decode_floats(payload["scores"]), np.float32))
     return np.stack(rows)
 
 

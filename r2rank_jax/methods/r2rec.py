@@ -24,6 +24,7 @@ from r2rank_jax.config import ExperimentConfig
 from r2rank_jax.data.benchmark import write_jsonl
 from r2rank_jax.data.prompts import PromptBuilder
 from r2rank_jax.data.textio import iter_jsonl
+from r2rank_jax.eval import journal
 from r2rank_jax.eval.listwise import ParseStats, parse_listwise, ranking_scores
 from r2rank_jax.methods import r2rec_prompts
 from r2rank_jax.methods.r2rec_chains import ChainGraph
@@ -287,9 +288,13 @@ def score(inp: ScoreInput) -> tuple[np.ndarray, dict]:
     generate = sampler_generate(make_sampler(model, tok, cfg.r2rec.max_new_tokens, budget), tok, seed=cfg.seed)
     batch = min(SCORE_BATCH, len(prompts))
     texts: list[str] = []
-    for lo in range(0, len(prompts), batch):
+    section = journal.section()                  # inside the eval stage: each batch's outputs journaled, replayed
+    for b, lo in enumerate(range(0, len(prompts), batch)):
         chunk = [list(p.ids) for p in prompts[lo:lo + batch]]
-        texts.extend(generate(chunk + [chunk[0]] * (batch - len(chunk)))[:len(chunk)])
+        users = [r.user_id for r in records[lo:lo + batch]]
+        payload = journal.replay_or_compute(section, b, users, lambda chunk=chunk: {
+            "texts": generate(chunk + [chunk[0]] * (batch - len(chunk)))[:len(chunk)]})
+        texts.extend(payload["texts"])
     stats, rows, steps = ParseStats(), [], []
     for p, rec, text in zip(prompts, records, texts):
         parse = parse_listwise(text, len(rec.candidates))

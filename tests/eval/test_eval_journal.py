@@ -3,6 +3,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 
 from r2rank_jax import launch
@@ -146,3 +147,39 @@ def test_the_fingerprint_follows_the_config_the_method_and_the_checkpoints_conte
     shutil.rmtree(copy.rl)
     save(copy.rl, 1, [3])                                                 # the same parameters at another step
     assert _fingerprint(cfg, copy, "r2rank") != base
+
+
+def test_r2ec_scores_are_journaled_per_batch_and_replayed_by_a_resumed_eval(tmp_path):
+    """R²ec's scorer (one greedy generation per user, not `score_batches`) journals each batch of users inside
+    the eval's journal; a resumed eval replays them without generating, and outside a journal nothing is kept."""
+    from types import SimpleNamespace
+
+    from r2rank_jax.methods.r2ec import score_records
+
+    records = [SimpleNamespace(user_id=f"u{i}") for i in range(5)]
+
+    class Prompts:
+        def batch(self, chunk, _, batch_users):
+            return [r.user_id for r in chunk] + [None] * (batch_users - len(chunk))
+
+    calls = []
+
+    def scorer(state, batch):
+        calls.append([u for u in batch if u is not None])
+        return np.array([[state + int(u[1:]), -math.inf] if u else [0.0, 0.0] for u in batch], np.float32)
+
+    want = np.array([[10.0 + i, -math.inf] for i in range(5)], np.float32)
+    path = tmp_path / "r2ec.journal.jsonl"
+    with journal.journaling(path, "fp", resume=False):
+        np.testing.assert_array_equal(score_records(scorer, 10.0, Prompts(), records, 2), want)
+    assert calls == [["u0", "u1"], ["u2", "u3"], ["u4"]]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and [json.loads(line)["users"] for line in lines[1:]] == calls
+    path.write_text("\n".join(lines[:3]) + "\n")                 # killed after two batches
+    calls.clear()
+    with journal.journaling(path, "fp", resume=True) as j:
+        np.testing.assert_array_equal(score_records(scorer, 10.0, Prompts(), records, 2), want)
+    assert calls == [["u4"]] and j.replayed == 2
+    calls.clear()
+    np.testing.assert_array_equal(score_records(scorer, 10.0, Prompts(), records, 2), want)   # no journal active
+    assert len(calls) == 3
