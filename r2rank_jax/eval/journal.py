@@ -5,11 +5,10 @@
     then:    {"section": int, "batch": int, "users": [U user ids], "payload": {...}}   one line per scored batch
 
 While `journaling(path, fingerprint, resume)` is active, the batch loops that score a split
-(`run.scoring.score_batches`, `eval.listwise.score_listwise`, R²ec's and R2Rec's scorers) open one `Section`
-each, in call order,
-and for every batch either replay the journal's payload (`Section.get`: same section, batch index and
-users) or score it and append the payload (`Section.put`, flushed at once). Outside it there is no
-journal and nothing is written (RL validation, analyses).
+(`run.scoring.score_batches`, `eval.listwise.score_listwise`, R²ec's and R2Rec's scorers) open one
+`Section` each, in call order, and for every batch either replay the journal's payload (`Section.get`:
+same section, batch index and users) or score it and append the payload (`Section.put`, flushed at
+once). Outside it there is no journal and nothing is written (RL validation, analyses).
 
 The fingerprint names what the scores depend on (the run's config, the method, the checkpoints it reads,
 `stages.evaluate`); a journal with another fingerprint, or any journal without `resume`, is discarded and
